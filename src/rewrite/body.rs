@@ -1,0 +1,112 @@
+//! A request body's rewrite, with a window that keeps invalid bodies byte-exact.
+//!
+//! Streaming means a rewritten value may be sent before the scanner learns that the
+//! body is not valid JSON. To keep that from ever mattering in practice, the first
+//! [`WINDOW`] bytes are held (as reference-counted chunks, not copies) until the scanner
+//! has either accepted them or seen the end of the body. If the body turns out invalid
+//! or truncated while still inside the window, the original chunks are sent instead of
+//! the rewritten ones, so such a body reaches the gateway exactly as the client sent it.
+//! Bodies larger than the window stream after it; an error past the window stops
+//! further rewriting but values already rewritten stay rewritten (the gateway rejects
+//! the body either way).
+
+use bytes::{Bytes, BytesMut};
+
+use super::json::{JsonRewriter, NameMapper};
+
+/// Bytes held back at the start of a body while it is validated.
+pub const WINDOW: usize = 64 * 1024;
+
+pub struct BodyRewriter<M> {
+    json: JsonRewriter<M>,
+    /// Input chunks and their rewritten output, while still inside the window.
+    originals: Vec<Bytes>,
+    rewritten: Vec<Bytes>,
+    held: usize,
+    released: bool,
+    /// The original bytes were sent instead of the rewritten ones.
+    reverted: bool,
+}
+
+fn concat(parts: &mut Vec<Bytes>) -> Bytes {
+    match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.pop().unwrap_or_default(),
+        _ => {
+            let mut buf = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+            for p in parts.drain(..) {
+                buf.extend_from_slice(&p);
+            }
+            buf.freeze()
+        }
+    }
+}
+
+impl<M: NameMapper> BodyRewriter<M> {
+    pub fn new(mapper: M) -> Self {
+        BodyRewriter {
+            json: JsonRewriter::new(mapper),
+            originals: Vec::new(),
+            rewritten: Vec::new(),
+            held: 0,
+            released: false,
+            reverted: false,
+        }
+    }
+
+    pub fn mapper(&self) -> &M {
+        self.json.mapper()
+    }
+
+    /// Values replaced in what was sent (none if the original body was sent instead).
+    pub fn rewrites(&self) -> usize {
+        if self.reverted { 0 } else { self.json.rewrites() }
+    }
+
+    /// Whether the body was sent exactly as received because it proved invalid inside
+    /// the window; what the mapper recorded then did not reach the gateway.
+    pub fn reverted(&self) -> bool {
+        self.reverted
+    }
+
+    /// Whether the body was passed through untouched because it is not a JSON object
+    /// the scanner could follow.
+    pub fn passthrough(&self) -> bool {
+        self.json.passthrough()
+    }
+
+    /// Consumes one piece of the body; returns what to send upstream now (possibly empty).
+    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool) -> Bytes {
+        let chunk = chunk.unwrap_or_default();
+        let mut out = self.json.feed(&chunk);
+        if end {
+            let rest = self.json.finish();
+            if !rest.is_empty() {
+                out = concat(&mut vec![out, rest]);
+            }
+        }
+        if self.released {
+            return out;
+        }
+        self.held += chunk.len();
+        self.originals.push(chunk);
+        self.rewritten.push(out);
+
+        let invalid = self.json.passthrough() || (end && !self.json.complete());
+        if invalid {
+            // Nothing has been sent yet: send the body exactly as received.
+            self.released = true;
+            self.reverted = self.json.rewrites() > 0;
+            self.rewritten.clear();
+            let original = concat(&mut self.originals);
+            self.originals.clear();
+            return original;
+        }
+        if end || self.held >= WINDOW {
+            self.released = true;
+            self.originals.clear();
+            return concat(&mut self.rewritten);
+        }
+        Bytes::new()
+    }
+}

@@ -1,0 +1,520 @@
+//! Streaming rewrite of the model names in a JSON request body.
+//!
+//! The body is scanned, never parsed into a tree: the scanner tracks just enough
+//! structure (nesting, strings, keys of the top-level object) to find the values that
+//! name models, and copies every other byte through untouched. The fields rewritten are
+//! the top-level `model`, and inside the top-level `fallbacks` and
+//! `context_window_fallbacks` arrays each string element and the `model` of each object
+//! element. A `model` key anywhere else (inside messages, tools, …) is never touched.
+//!
+//! Memory is bounded whatever the body size: the only bytes held back are those of a
+//! candidate value (at most [`MAX_NAME_LEN`]; longer values pass through unchanged),
+//! a key being classified, and a nesting stack of at most [`MAX_DEPTH`] entries.
+//! A body that is not a JSON object, or stops being valid JSON, is passed through from
+//! the first byte the scanner cannot accept (see `body.rs` for how the window before
+//! that point is kept untouched too).
+
+use bytes::{Bytes, BytesMut};
+use memchr::memchr2;
+
+/// Longest candidate value, in raw bytes, that is looked up; longer ones pass unchanged.
+pub const MAX_NAME_LEN: usize = 4096;
+/// Deepest nesting followed; deeper bodies pass through (the gateway's parser refuses
+/// them too).
+pub const MAX_DEPTH: usize = 512;
+/// Longest raw key that can be one of the keys we look for (escapes included).
+const MAX_KEY_LEN: usize = 160;
+
+/// Which kind of value a candidate string is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// The top-level `model` (may be a comma-separated list).
+    Model,
+    /// A name inside `fallbacks` or `context_window_fallbacks`.
+    Fallback,
+}
+
+/// Decides the new value of each model name the scanner finds.
+pub trait NameMapper {
+    /// Returns the replacement for `name`, or `None` to keep the original bytes.
+    fn map(&mut self, field: Field, name: &str) -> Option<String>;
+}
+
+impl<F: FnMut(Field, &str) -> Option<String>> NameMapper for F {
+    fn map(&mut self, field: Field, name: &str) -> Option<String> {
+        self(field, name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The top-level object.
+    Top,
+    /// A `fallbacks` / `context_window_fallbacks` array.
+    FallbackList,
+    /// An object element of a fallback array.
+    FallbackObject,
+    /// Anything else: scanned for structure only.
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Frame {
+    object: bool,
+    role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyClass {
+    Model,
+    FallbackList,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before the top-level value.
+    Start,
+    /// Expecting a value; `close_ok` after `[` (an empty array).
+    Value { close_ok: bool },
+    /// Expecting a key; `close_ok` after `{`.
+    Key { close_ok: bool },
+    /// Inside a key string.
+    InKey { escaped: bool },
+    Colon,
+    /// Inside a value string; `held` when its bytes are held as a candidate.
+    InString { escaped: bool, held: bool },
+    /// Inside a number or literal.
+    Scalar,
+    /// After a value: `,` or a closing bracket.
+    AfterValue,
+    /// After the top-level object: only white space may follow.
+    Done,
+    /// Not JSON we understand: everything passes through.
+    Passthrough,
+}
+
+/// Streaming rewriter state for one body.
+pub struct JsonRewriter<M> {
+    mapper: M,
+    state: State,
+    stack: Vec<Frame>,
+    /// Class of the key whose value comes next (meaningful in Top/FallbackObject frames).
+    key: KeyClass,
+    /// Raw bytes of the key being read, when it needs classifying.
+    key_buf: Vec<u8>,
+    collect_key: bool,
+    /// Field of the candidate being held.
+    field: Field,
+    /// Raw bytes (quotes included) of a candidate that began in an earlier chunk.
+    held: Vec<u8>,
+    rewrites: usize,
+}
+
+/// Output pieces of one chunk; mostly zero-copy slices of the input.
+struct Out<'c> {
+    chunk: &'c Bytes,
+    pieces: Vec<Bytes>,
+    /// Start of the not-yet-emitted run of input bytes.
+    from: usize,
+}
+
+impl Out<'_> {
+    fn flush_to(&mut self, end: usize) {
+        if end > self.from {
+            self.pieces.push(self.chunk.slice(self.from..end));
+        }
+        self.from = end;
+    }
+
+    fn finish(mut self, end: usize) -> Bytes {
+        self.flush_to(end);
+        match self.pieces.len() {
+            0 => Bytes::new(),
+            1 => self.pieces.pop().unwrap_or_default(),
+            _ => {
+                let len = self.pieces.iter().map(Bytes::len).sum();
+                let mut buf = BytesMut::with_capacity(len);
+                for p in &self.pieces {
+                    buf.extend_from_slice(p);
+                }
+                buf.freeze()
+            }
+        }
+    }
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn is_scalar_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.')
+}
+
+fn classify_key(raw: &[u8]) -> KeyClass {
+    let decoded;
+    let key: &[u8] = if raw.contains(&b'\\') {
+        let mut quoted = Vec::with_capacity(raw.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(raw);
+        quoted.push(b'"');
+        match serde_json::from_slice::<String>(&quoted) {
+            Ok(s) => {
+                decoded = s;
+                decoded.as_bytes()
+            }
+            Err(_) => return KeyClass::Other,
+        }
+    } else {
+        raw
+    };
+    match key {
+        b"model" => KeyClass::Model,
+        b"fallbacks" | b"context_window_fallbacks" => KeyClass::FallbackList,
+        _ => KeyClass::Other,
+    }
+}
+
+impl<M: NameMapper> JsonRewriter<M> {
+    pub fn new(mapper: M) -> Self {
+        JsonRewriter {
+            mapper,
+            state: State::Start,
+            stack: Vec::new(),
+            key: KeyClass::Other,
+            key_buf: Vec::new(),
+            collect_key: false,
+            field: Field::Model,
+            held: Vec::new(),
+            rewrites: 0,
+        }
+    }
+
+    pub fn mapper(&self) -> &M {
+        &self.mapper
+    }
+
+    /// Number of values replaced so far.
+    pub fn rewrites(&self) -> usize {
+        self.rewrites
+    }
+
+    /// Whether the scanner gave up on the body (not a JSON object, or invalid).
+    pub fn passthrough(&self) -> bool {
+        self.state == State::Passthrough
+    }
+
+    /// Whether the body so far is one complete JSON object (plus white space).
+    pub fn complete(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Consumes one chunk and returns the bytes to send on.
+    pub fn feed(&mut self, chunk: &Bytes) -> Bytes {
+        let mut out = Out {
+            chunk,
+            pieces: Vec::new(),
+            from: 0,
+        };
+        // Where a candidate that began in this chunk began.
+        let mut hold_start: Option<usize> = None;
+        let bytes = &chunk[..];
+        let mut i = 0;
+        while i < bytes.len() {
+            match self.state {
+                State::Passthrough => break,
+                State::InKey { escaped: true } => {
+                    if self.collect_key {
+                        self.push_key_byte(bytes[i]);
+                    }
+                    i += 1;
+                    self.state = State::InKey { escaped: false };
+                }
+                State::InString { escaped: true, held } => {
+                    i += 1;
+                    self.state = State::InString {
+                        escaped: false,
+                        held,
+                    };
+                }
+                State::InString { held, .. } => {
+                    let Some(off) = memchr2(b'"', b'\\', &bytes[i..]) else {
+                        break;
+                    };
+                    let at = i + off;
+                    i = at + 1;
+                    if bytes[at] == b'\\' {
+                        self.state = State::InString { escaped: true, held };
+                        continue;
+                    }
+                    self.state = State::AfterValue;
+                    if held {
+                        self.end_candidate(&mut out, hold_start.take(), at + 1);
+                    }
+                    self.value_done();
+                }
+                State::InKey { .. } => {
+                    let Some(off) = memchr2(b'"', b'\\', &bytes[i..]) else {
+                        if self.collect_key {
+                            self.extend_key(&bytes[i..]);
+                        }
+                        break;
+                    };
+                    let at = i + off;
+                    if self.collect_key {
+                        self.extend_key(&bytes[i..at]);
+                    }
+                    i = at + 1;
+                    if bytes[at] == b'\\' {
+                        if self.collect_key {
+                            self.push_key_byte(b'\\');
+                        }
+                        self.state = State::InKey { escaped: true };
+                        continue;
+                    }
+                    if self.collect_key {
+                        self.key = classify_key(&self.key_buf);
+                        self.collect_key = false;
+                    }
+                    self.state = State::Colon;
+                }
+                State::Scalar => {
+                    let b = bytes[i];
+                    if is_scalar_byte(b) {
+                        i += 1;
+                    } else {
+                        self.state = State::AfterValue;
+                        self.value_done();
+                    }
+                }
+                _ => {
+                    let b = bytes[i];
+                    if is_ws(b) {
+                        i += 1;
+                        continue;
+                    }
+                    if let Some(start) = self.structural(b, i) {
+                        hold_start = Some(start);
+                    }
+                    i += 1;
+                }
+            }
+        }
+        if self.state == State::Passthrough {
+            return out.finish(bytes.len());
+        }
+        // A candidate still open at the end of the chunk is held for the next one.
+        if let State::InString { held: true, escaped } = self.state {
+            let start = hold_start.unwrap_or(0);
+            out.flush_to(start);
+            self.held.extend_from_slice(&bytes[start..]);
+            out.from = bytes.len();
+            if self.held.len() > MAX_NAME_LEN {
+                // Too long to be a model name: release it unchanged and stop holding.
+                out.pieces.push(Bytes::from(std::mem::take(&mut self.held)));
+                self.state = State::InString {
+                    escaped,
+                    held: false,
+                };
+            }
+        }
+        out.finish(bytes.len())
+    }
+
+    /// Flushes what is still held at the end of the body (an unterminated candidate).
+    pub fn finish(&mut self) -> Bytes {
+        Bytes::from(std::mem::take(&mut self.held))
+    }
+
+    /// Handles one structural byte outside strings; returns the index where a candidate
+    /// string starts, if one does.
+    fn structural(&mut self, b: u8, i: usize) -> Option<usize> {
+        match self.state {
+            State::Start => {
+                if b == b'{' {
+                    self.stack.push(Frame {
+                        object: true,
+                        role: Role::Top,
+                    });
+                    self.state = State::Key { close_ok: true };
+                } else {
+                    self.state = State::Passthrough;
+                }
+                None
+            }
+            State::Value { close_ok } => {
+                if close_ok && b == b']' {
+                    self.close(false);
+                    return None;
+                }
+                self.begin_value(b, i)
+            }
+            State::Key { close_ok } => {
+                if close_ok && b == b'}' {
+                    self.close(true);
+                } else if b == b'"' {
+                    let role = self.top().map(|f| f.role);
+                    self.collect_key = matches!(role, Some(Role::Top | Role::FallbackObject));
+                    self.key_buf.clear();
+                    self.key = KeyClass::Other;
+                    self.state = State::InKey { escaped: false };
+                } else {
+                    self.state = State::Passthrough;
+                }
+                None
+            }
+            State::Colon => {
+                self.state = if b == b':' {
+                    State::Value { close_ok: false }
+                } else {
+                    State::Passthrough
+                };
+                None
+            }
+            State::AfterValue => {
+                match (b, self.top().map(|f| f.object)) {
+                    (b',', Some(true)) => self.state = State::Key { close_ok: false },
+                    (b',', Some(false)) => self.state = State::Value { close_ok: false },
+                    (b'}', Some(true)) => self.close(true),
+                    (b']', Some(false)) => self.close(false),
+                    _ => self.state = State::Passthrough,
+                }
+                None
+            }
+            State::Done => {
+                self.state = State::Passthrough;
+                None
+            }
+            State::InKey { .. } | State::InString { .. } | State::Scalar | State::Passthrough => None,
+        }
+    }
+
+    fn top(&self) -> Option<Frame> {
+        self.stack.last().copied()
+    }
+
+    /// What a value in the current slot is, given the enclosing frame and key.
+    fn slot(&self) -> (Option<Field>, Role) {
+        match (self.top().map(|f| f.role), self.key) {
+            (Some(Role::Top), KeyClass::Model) => (Some(Field::Model), Role::Plain),
+            (Some(Role::Top), KeyClass::FallbackList) => (None, Role::FallbackList),
+            (Some(Role::FallbackList), _) => (Some(Field::Fallback), Role::FallbackObject),
+            (Some(Role::FallbackObject), KeyClass::Model) => (Some(Field::Fallback), Role::Plain),
+            _ => (None, Role::Plain),
+        }
+    }
+
+    fn begin_value(&mut self, b: u8, i: usize) -> Option<usize> {
+        let (field, child) = self.slot();
+        match b {
+            b'"' => {
+                let held = field.is_some();
+                if let Some(f) = field {
+                    self.field = f;
+                }
+                self.state = State::InString {
+                    escaped: false,
+                    held,
+                };
+                held.then_some(i)
+            }
+            b'{' | b'[' => {
+                let object = b == b'{';
+                let role = match (child, object) {
+                    (Role::FallbackList, false) | (Role::FallbackObject, true) => child,
+                    _ => Role::Plain,
+                };
+                if self.stack.len() >= MAX_DEPTH {
+                    self.state = State::Passthrough;
+                    return None;
+                }
+                self.stack.push(Frame { object, role });
+                self.state = if object {
+                    State::Key { close_ok: true }
+                } else {
+                    State::Value { close_ok: true }
+                };
+                None
+            }
+            _ if is_scalar_byte(b) => {
+                self.state = State::Scalar;
+                None
+            }
+            _ => {
+                self.state = State::Passthrough;
+                None
+            }
+        }
+    }
+
+    fn close(&mut self, object: bool) {
+        match self.stack.pop() {
+            Some(f) if f.object == object => {
+                self.state = if self.stack.is_empty() {
+                    State::Done
+                } else {
+                    State::AfterValue
+                };
+                self.value_done();
+            }
+            _ => self.state = State::Passthrough,
+        }
+    }
+
+    /// A value ended: the key it belonged to no longer applies.
+    fn value_done(&mut self) {
+        self.key = KeyClass::Other;
+    }
+
+    fn push_key_byte(&mut self, b: u8) {
+        if self.key_buf.len() < MAX_KEY_LEN {
+            self.key_buf.push(b);
+        } else {
+            self.collect_key = false;
+        }
+    }
+
+    fn extend_key(&mut self, bytes: &[u8]) {
+        if self.key_buf.len() + bytes.len() <= MAX_KEY_LEN {
+            self.key_buf.extend_from_slice(bytes);
+        } else {
+            self.collect_key = false;
+            self.key = KeyClass::Other;
+        }
+    }
+
+    /// A candidate string ended at `end` (exclusive, closing quote included).
+    fn end_candidate(&mut self, out: &mut Out<'_>, start_here: Option<usize>, end: usize) {
+        let chunk = out.chunk.clone();
+        let raw: &[u8] = match start_here {
+            Some(start) => &chunk[start..end],
+            None => {
+                self.held.extend_from_slice(&chunk[..end]);
+                &self.held
+            }
+        };
+        let replacement = (raw.len() <= MAX_NAME_LEN)
+            .then(|| serde_json::from_slice::<String>(raw).ok())
+            .flatten()
+            .and_then(|name| self.mapper.map(self.field, &name))
+            .and_then(|new| serde_json::to_vec(&new).ok());
+        match (replacement, start_here) {
+            (Some(new), start) => {
+                out.flush_to(start.unwrap_or(0));
+                out.pieces.push(Bytes::from(new));
+                out.from = end;
+                self.rewrites += 1;
+            }
+            (None, Some(_)) => {}
+            (None, None) => {
+                out.pieces.push(Bytes::from(std::mem::take(&mut self.held)));
+                out.from = end;
+            }
+        }
+        self.held.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,10 @@
+//! Byte-level rewriting of model names, free of any proxy machinery so it can be tested
+//! (and fuzzed) on its own.
+
+pub mod body;
+pub mod json;
+pub mod names;
+
+pub use body::BodyRewriter;
+pub use json::{Field, JsonRewriter, NameMapper};
+pub use names::Names;
