@@ -67,16 +67,23 @@ pub struct Caller {
 ///
 /// `custom_header`, when set, is read first (LiteLLM's `litellm_key_header_name`).
 /// `?key=` counts only on Gemini `generateContent` routes, as in LiteLLM.
-pub fn extract_key<'a>(headers: &'a HeaderMap, custom_header: Option<&str>, path_and_query: &'a str) -> Option<&'a str> {
-    let from_headers = custom_header.into_iter().chain(KEY_HEADERS).find_map(|name| {
-        let value = headers.get(name)?.to_str().ok()?.trim();
-        let key = match name {
-            "authorization" => strip_bearer(value)?,
-            "x-litellm-api-key" => strip_bearer(value).unwrap_or(value),
-            _ => value,
-        };
-        (!key.is_empty()).then_some(key)
-    });
+pub fn extract_key<'a>(
+    headers: &'a HeaderMap,
+    custom_header: Option<&str>,
+    path_and_query: &'a str,
+) -> Option<&'a str> {
+    let from_headers = custom_header
+        .into_iter()
+        .chain(KEY_HEADERS)
+        .find_map(|name| {
+            let value = headers.get(name)?.to_str().ok()?.trim();
+            let key = match name {
+                "authorization" => strip_bearer(value)?,
+                "x-litellm-api-key" => strip_bearer(value).unwrap_or(value),
+                _ => value,
+            };
+            (!key.is_empty()).then_some(key)
+        });
     from_headers.or_else(|| query_key(path_and_query))
 }
 
@@ -99,7 +106,9 @@ fn query_key(path_and_query: &str) -> Option<&str> {
 /// Resolves the caller's team from the credential it presents.
 pub fn identify(mapping: &Mapping, key: Option<&str>) -> Caller {
     let key = key.map(KeyHash::of);
-    let team = key.and_then(|k| mapping.team_for_key(&k.0)).map(str::to_owned);
+    let team = key
+        .and_then(|k| mapping.team_for_key(&k.0))
+        .map(str::to_owned);
     let source = if team.is_some() {
         TeamSource::KeysTable
     } else {
@@ -123,28 +132,55 @@ mod tests {
 
     #[test]
     fn header_order_matches_litellm() {
-        let h = headers(&[("authorization", "Bearer sk-auth"), ("x-litellm-api-key", "sk-lite")]);
+        let h = headers(&[
+            ("authorization", "Bearer sk-auth"),
+            ("x-litellm-api-key", "sk-lite"),
+        ]);
         assert_eq!(extract_key(&h, None, "/"), Some("sk-lite"));
         let h = headers(&[("x-litellm-api-key", "Bearer sk-lite")]);
-        assert_eq!(extract_key(&h, None, "/"), Some("sk-lite"), "Bearer prefix is optional there");
+        assert_eq!(
+            extract_key(&h, None, "/"),
+            Some("sk-lite"),
+            "Bearer prefix is optional there"
+        );
         let h = headers(&[("api-key", "sk-azure"), ("x-api-key", "sk-anthropic")]);
         assert_eq!(extract_key(&h, None, "/"), Some("sk-azure"));
-        let h = headers(&[("x-goog-api-key", "sk-g"), ("ocp-apim-subscription-key", "sk-o")]);
+        let h = headers(&[
+            ("x-goog-api-key", "sk-g"),
+            ("ocp-apim-subscription-key", "sk-o"),
+        ]);
         assert_eq!(extract_key(&h, None, "/"), Some("sk-g"));
-        let h = headers(&[("authorization", "Basic abc"), ("x-api-key", "sk-anthropic")]);
-        assert_eq!(extract_key(&h, None, "/"), Some("sk-anthropic"), "non-bearer auth is not a key");
+        let h = headers(&[
+            ("authorization", "Basic abc"),
+            ("x-api-key", "sk-anthropic"),
+        ]);
+        assert_eq!(
+            extract_key(&h, None, "/"),
+            Some("sk-anthropic"),
+            "non-bearer auth is not a key"
+        );
     }
 
     #[test]
     fn custom_header_wins_and_query_key_only_on_gemini_routes() {
-        let h = headers(&[("authorization", "Bearer sk-auth"), ("x-my-key", "sk-custom")]);
+        let h = headers(&[
+            ("authorization", "Bearer sk-auth"),
+            ("x-my-key", "sk-custom"),
+        ]);
         assert_eq!(extract_key(&h, Some("x-my-key"), "/"), Some("sk-custom"));
         let none = HeaderMap::new();
         assert_eq!(
-            extract_key(&none, None, "/v1beta/models/gemini:generateContent?alt=sse&key=sk-q"),
+            extract_key(
+                &none,
+                None,
+                "/v1beta/models/gemini:generateContent?alt=sse&key=sk-q"
+            ),
             Some("sk-q")
         );
-        assert_eq!(extract_key(&none, None, "/v1/chat/completions?key=sk-q"), None);
+        assert_eq!(
+            extract_key(&none, None, "/v1/chat/completions?key=sk-q"),
+            None
+        );
     }
 
     #[test]
@@ -152,7 +188,10 @@ mod tests {
         // sha256("sk-1234"), as LiteLLM stores it.
         let h = KeyHash::of("sk-1234");
         let hex: String = h.0.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b");
+        assert_eq!(
+            hex,
+            "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b"
+        );
         assert_eq!(h.short(), "88dc28d0");
         assert!(!format!("{h:?}").contains("sk-"));
     }

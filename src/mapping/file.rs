@@ -180,7 +180,10 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Mapping, MappingError> {
     if file.version.value != 1 {
         check.fail(
             file.version.referenced.line(),
-            format!("unsupported version {} (this modelmap reads version 1)", file.version.value),
+            format!(
+                "unsupported version {} (this modelmap reads version 1)",
+                file.version.value
+            ),
         );
     }
 
@@ -189,11 +192,18 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Mapping, MappingError> {
     for (team, entry) in &teams {
         let scope = format!("team {team:?} model");
         if let Some(problem) = name_problem(team) {
-            check.fail(entry.referenced.line(), format!("team id {team:?}: {problem}"));
+            check.fail(
+                entry.referenced.line(),
+                format!("team id {team:?}: {problem}"),
+            );
             continue;
         }
         let mut rules = RuleSet::default();
-        let models = entry.value.as_ref().and_then(|t| t.models.clone()).unwrap_or_default();
+        let models = entry
+            .value
+            .as_ref()
+            .and_then(|t| t.models.clone())
+            .unwrap_or_default();
         for (from, to) in &models {
             check.rule(&mut rules, &scope, from, to);
         }
@@ -203,7 +213,10 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Mapping, MappingError> {
             if let Some(other) = mapping.owners.insert(target.to_string(), team.clone())
                 && &other != team
             {
-                let line = models.values().find(|t| t.value == target).map_or(0, |t| t.referenced.line());
+                let line = models
+                    .values()
+                    .find(|t| t.value == target)
+                    .map_or(0, |t| t.referenced.line());
                 check.fail(
                     line,
                     format!("internal name {target:?} is a target of both team {other:?} and team {team:?}"),
@@ -225,11 +238,17 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Mapping, MappingError> {
         match parse_digest(&hex.to_ascii_lowercase()) {
             None => check.fail(
                 line,
-                format!("key {hex:?} is not a SHA-256 hex digest (64 hex characters of sha256(key))"),
+                format!(
+                    "key {hex:?} is not a SHA-256 hex digest (64 hex characters of sha256(key))"
+                ),
             ),
             Some(_) if !teams.contains_key(&team.value) => check.fail(
                 line,
-                format!("key {}… names team {:?}, which has no entry under `teams`", &hex[..8.min(hex.len())], team.value),
+                format!(
+                    "key {}… names team {:?}, which has no entry under `teams`",
+                    &hex[..8.min(hex.len())],
+                    team.value
+                ),
             ),
             Some(digest) => {
                 mapping.keys.insert(digest, team.value);

@@ -64,14 +64,17 @@ mod tests {
         assert!(p("claude-*").matches("claude-3-opus"));
         assert!(p("*-mini").matches("gpt-4o-mini"));
         assert!(p("gpt-*-mini").matches("gpt-4o-mini"));
-        assert!(!p("gpt-*-mini").matches("gpt-mini"), "prefix and suffix may not overlap");
+        assert!(
+            !p("gpt-*-mini").matches("gpt-mini"),
+            "prefix and suffix may not overlap"
+        );
         assert!(!p("claude-*").matches("claud"));
         assert!(p("*").matches(""));
     }
 
     #[test]
     fn longer_literal_wins_then_text_breaks_ties() {
-        let mut v = vec![p("*"), p("gpt-*"), p("*-mini"), p("gpt-4o*")];
+        let mut v = [p("*"), p("gpt-*"), p("*-mini"), p("gpt-4o*")];
         v.sort_by(Pattern::precedence);
         let order: Vec<&str> = v.iter().map(|p| p.text.as_str()).collect();
         assert_eq!(order, ["gpt-4o*", "*-mini", "gpt-*", "*"]);

@@ -32,18 +32,33 @@ fn target<'a>(m: &'a Mapping, team: Option<&str>, name: &'a str) -> Option<&'a s
 #[test]
 fn team_exact_beats_patterns_and_aliases() {
     let m = mapping();
-    assert_eq!(target(&m, Some("team-abc"), "gpt-4.1"), Some("model_name_team-abc_1"));
-    assert_eq!(target(&m, Some("team_x-2"), "gpt-4.1"), Some("model_name_team_x-2_1"));
+    assert_eq!(
+        target(&m, Some("team-abc"), "gpt-4.1"),
+        Some("model_name_team-abc_1")
+    );
+    assert_eq!(
+        target(&m, Some("team_x-2"), "gpt-4.1"),
+        Some("model_name_team_x-2_1")
+    );
     assert_eq!(target(&m, None, "gpt-4.1"), None, "no team, no team rules");
 }
 
 #[test]
 fn most_specific_pattern_wins_regardless_of_order() {
     let m = mapping();
-    assert_eq!(target(&m, Some("team-abc"), "claude-3-opus"), Some("model_name_team-abc_claude3"));
-    assert_eq!(target(&m, Some("team-abc"), "claude-2"), Some("model_name_team-abc_claude"));
+    assert_eq!(
+        target(&m, Some("team-abc"), "claude-3-opus"),
+        Some("model_name_team-abc_claude3")
+    );
+    assert_eq!(
+        target(&m, Some("team-abc"), "claude-2"),
+        Some("model_name_team-abc_claude")
+    );
     // "claude-*" (7 literal chars) vs "*-mini" (5): the longer literal wins.
-    assert_eq!(target(&m, Some("team-abc"), "claude-mini"), Some("model_name_team-abc_claude"));
+    assert_eq!(
+        target(&m, Some("team-abc"), "claude-mini"),
+        Some("model_name_team-abc_claude")
+    );
 }
 
 #[test]
@@ -55,19 +70,32 @@ fn equal_specificity_breaks_ties_on_pattern_text() {
         );
         let m = Mapping::parse(&text, "t").expect("valid");
         let r = m.resolve(None, "abxyz").expect("both patterns match");
-        assert_eq!(r.from_key(), "*yz", "'*' sorts before 'a', independent of file order {order:?}");
+        assert_eq!(
+            r.from_key(),
+            "*yz",
+            "'*' sorts before 'a', independent of file order {order:?}"
+        );
     }
 }
 
 #[test]
 fn alias_then_team_applied_once() {
     let m = mapping();
-    let r = m.resolve(Some("team-abc"), "AgentX-LLM").expect("alias applies");
+    let r = m
+        .resolve(Some("team-abc"), "AgentX-LLM")
+        .expect("alias applies");
     assert_eq!(r.target, "model_name_team-abc_agentx");
     assert_eq!(r.alias.map(|a| a.key), Some("AgentX-LLM"));
     assert_eq!(r.team.map(|t| t.key), Some("AgentX-target"));
-    assert_eq!(target(&m, None, "AgentX-LLM"), Some("AgentX-target"), "team-less callers get the alias only");
-    assert_eq!(target(&m, Some("team-abc"), "fast-thing"), Some("model_name_team-abc_1"));
+    assert_eq!(
+        target(&m, None, "AgentX-LLM"),
+        Some("AgentX-target"),
+        "team-less callers get the alias only"
+    );
+    assert_eq!(
+        target(&m, Some("team-abc"), "fast-thing"),
+        Some("model_name_team-abc_1")
+    );
     assert_eq!(target(&m, Some("nobody"), "shared"), Some("public-model"));
     assert_eq!(target(&m, Some("team-abc"), "unmapped"), None);
 }
@@ -96,25 +124,40 @@ fn invalid_files_are_rejected_with_file_line_and_entry() {
     assert!(e.contains("\"a*b*\"") && e.contains("one '*'"), "{e}");
 
     let e = errors("version: 2\n");
-    assert!(e.contains("line 1") && e.contains("unsupported version 2"), "{e}");
+    assert!(
+        e.contains("line 1") && e.contains("unsupported version 2"),
+        "{e}"
+    );
 
     let e = errors("version: 1\naliases:\n  a: b\n  b: c\n");
-    assert!(e.contains("line 3") && e.contains("chains are not followed"), "{e}");
+    assert!(
+        e.contains("line 3") && e.contains("chains are not followed"),
+        "{e}"
+    );
 
     let e = errors("version: 1\naliases:\n  a: b\n  b: a\n");
-    assert!(e.contains("chains are not followed"), "a cycle is a chain: {e}");
+    assert!(
+        e.contains("chains are not followed"),
+        "a cycle is a chain: {e}"
+    );
 
     let e = errors("version: 1\nkeys:\n  abc: team-abc\n");
     assert!(e.contains("not a SHA-256"), "{e}");
 
     let e = errors(&format!("version: 1\nkeys:\n  {}: ghost\n", "a".repeat(64)));
-    assert!(e.contains("ghost") && e.contains("no entry under `teams`"), "{e}");
+    assert!(
+        e.contains("ghost") && e.contains("no entry under `teams`"),
+        "{e}"
+    );
 
     let e = errors("version: 1\nteems: {}\n");
     assert!(e.contains("teems"), "unknown fields are named: {e}");
 
     let e = errors("version: 1\naliases:\n  \"a,b\": c\n  d: \"*\"\n");
-    assert!(e.contains("contains ','") && e.contains("may not contain '*'"), "all issues reported: {e}");
+    assert!(
+        e.contains("contains ','") && e.contains("may not contain '*'"),
+        "all issues reported: {e}"
+    );
 
     let e = errors("version: 1\nteams: [\n");
     assert!(e.starts_with("bad.yaml:"), "{e}");
@@ -134,7 +177,8 @@ fn fixed_points_are_not_chains() {
 
 #[test]
 fn json_is_accepted() {
-    let m = Mapping::parse(r#"{"version": 1, "aliases": {"a": "b"}}"#, "t.json").expect("JSON is YAML");
+    let m =
+        Mapping::parse(r#"{"version": 1, "aliases": {"a": "b"}}"#, "t.json").expect("JSON is YAML");
     assert_eq!(target(&m, None, "a"), Some("b"));
 }
 

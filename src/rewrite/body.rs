@@ -60,7 +60,11 @@ impl<M: NameMapper> BodyRewriter<M> {
 
     /// Values replaced in what was sent (none if the original body was sent instead).
     pub fn rewrites(&self) -> usize {
-        if self.reverted { 0 } else { self.json.rewrites() }
+        if self.reverted {
+            0
+        } else {
+            self.json.rewrites()
+        }
     }
 
     /// Whether the body was sent exactly as received because it proved invalid inside

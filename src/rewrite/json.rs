@@ -76,14 +76,23 @@ enum State {
     /// Before the top-level value.
     Start,
     /// Expecting a value; `close_ok` after `[` (an empty array).
-    Value { close_ok: bool },
+    Value {
+        close_ok: bool,
+    },
     /// Expecting a key; `close_ok` after `{`.
-    Key { close_ok: bool },
+    Key {
+        close_ok: bool,
+    },
     /// Inside a key string.
-    InKey { escaped: bool },
+    InKey {
+        escaped: bool,
+    },
     Colon,
     /// Inside a value string; `held` when its bytes are held as a candidate.
-    InString { escaped: bool, held: bool },
+    InString {
+        escaped: bool,
+        held: bool,
+    },
     /// Inside a number or literal.
     Scalar,
     /// After a value: `,` or a closing bracket.
@@ -231,7 +240,10 @@ impl<M: NameMapper> JsonRewriter<M> {
                     i += 1;
                     self.state = State::InKey { escaped: false };
                 }
-                State::InString { escaped: true, held } => {
+                State::InString {
+                    escaped: true,
+                    held,
+                } => {
                     i += 1;
                     self.state = State::InString {
                         escaped: false,
@@ -245,7 +257,10 @@ impl<M: NameMapper> JsonRewriter<M> {
                     let at = i + off;
                     i = at + 1;
                     if bytes[at] == b'\\' {
-                        self.state = State::InString { escaped: true, held };
+                        self.state = State::InString {
+                            escaped: true,
+                            held,
+                        };
                         continue;
                     }
                     self.state = State::AfterValue;
@@ -305,7 +320,11 @@ impl<M: NameMapper> JsonRewriter<M> {
             return out.finish(bytes.len());
         }
         // A candidate still open at the end of the chunk is held for the next one.
-        if let State::InString { held: true, escaped } = self.state {
+        if let State::InString {
+            held: true,
+            escaped,
+        } = self.state
+        {
             let start = hold_start.unwrap_or(0);
             out.flush_to(start);
             self.held.extend_from_slice(&bytes[start..]);
@@ -386,7 +405,9 @@ impl<M: NameMapper> JsonRewriter<M> {
                 self.state = State::Passthrough;
                 None
             }
-            State::InKey { .. } | State::InString { .. } | State::Scalar | State::Passthrough => None,
+            State::InKey { .. } | State::InString { .. } | State::Scalar | State::Passthrough => {
+                None
+            }
         }
     }
 

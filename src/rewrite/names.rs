@@ -124,10 +124,19 @@ mod tests {
     #[test]
     fn comma_lists_map_each_name_and_keep_spacing() {
         let mut n = names(Some("t"));
-        assert_eq!(n.map(Field::Model, "a, c-1 ,zzz").as_deref(), Some("A-internal, C-internal ,zzz"));
+        assert_eq!(
+            n.map(Field::Model, "a, c-1 ,zzz").as_deref(),
+            Some("A-internal, C-internal ,zzz")
+        );
         assert_eq!(n.count, 2);
-        assert_eq!(n.applied[1].from, "c-*", "labels carry the rule text, not the requested name");
-        assert_eq!(n.model, Some(("a, c-1 ,zzz".into(), "A-internal, C-internal ,zzz".into())));
+        assert_eq!(
+            n.applied[1].from, "c-*",
+            "labels carry the rule text, not the requested name"
+        );
+        assert_eq!(
+            n.model,
+            Some(("a, c-1 ,zzz".into(), "A-internal, C-internal ,zzz".into()))
+        );
     }
 
     #[test]
@@ -135,7 +144,11 @@ mod tests {
         let mut n = names(None);
         assert_eq!(n.map(Field::Model, "a"), None, "team rules need a team");
         assert_eq!(n.map(Field::Fallback, "x").as_deref(), Some("a"));
-        assert_eq!(n.map(Field::Fallback, "a,x"), None, "fallback entries are single names");
+        assert_eq!(
+            n.map(Field::Fallback, "a,x"),
+            None,
+            "fallback entries are single names"
+        );
         assert_eq!(n.model, Some(("a".into(), "a".into())));
     }
 }

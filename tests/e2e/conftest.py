@@ -49,7 +49,8 @@ def _start(what, fn):
     try:
         return fn()
     except stack.StartupError as e:
-        pytest.fail(f"could not start {what}:\n{e}", pytrace=False)
+        error = str(e)
+    pytest.fail(f"could not start {what}:\n{error}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -112,5 +113,6 @@ def provider_log(provider_url, http) -> ProviderLog:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
-    if rep.failed and _STACK is not None and _STACK.services:
+    # Startup failures carry their own log in the error; test failures get all of them.
+    if rep.when == "call" and rep.failed and _STACK is not None and _STACK.services:
         rep.sections.append(("e2e process logs", _STACK.logs()))

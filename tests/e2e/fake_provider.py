@@ -72,6 +72,8 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "fake-openai/1.0"
 
     def log_message(self, fmt, *args) -> None:  # one line per request on stderr
+        if self.path.startswith("/_"):  # the tests' own probes are noise
+            return
         sys.stderr.write("fake_provider: " + (fmt % args) + "\n")
 
     # -- helpers ---------------------------------------------------------------

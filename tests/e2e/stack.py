@@ -166,6 +166,17 @@ def http_status(url: str, timeout: float = 2.0, headers: dict | None = None) -> 
         return None
 
 
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if the test runner dies without cleaning up (e.g. SIGKILL)."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def _child_env(overrides: dict | None) -> dict:
     """os.environ with overrides applied; a value of None removes the variable."""
     env = dict(os.environ)
@@ -197,6 +208,7 @@ class Service:
                 stderr=subprocess.STDOUT,
                 env=_child_env(env),
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         except OSError as e:
             self._log.close()
@@ -348,7 +360,8 @@ class Stack:
                  "--admin", f"127.0.0.1:{admin_port}",
                  "--mapping", str(self.mapping_path)],
                 self.workdir / "modelmap.log",
-                env={"RUST_BACKTRACE": "1"},
+                # Short drain so the session's teardown does not wait on idle keep-alives.
+                env={"RUST_BACKTRACE": "1", "MODELMAP_SHUTDOWN_TIMEOUT": "2s"},
             )
         )
         admin = f"http://127.0.0.1:{admin_port}"

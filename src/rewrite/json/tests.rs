@@ -20,16 +20,28 @@ fn run_split(input: &str, cuts: &[usize]) -> (String, usize, bool) {
         last = cut;
     }
     out.extend_from_slice(&rw.finish());
-    (String::from_utf8(out).expect("utf8"), rw.rewrites(), rw.complete())
+    (
+        String::from_utf8(out).expect("utf8"),
+        rw.rewrites(),
+        rw.complete(),
+    )
 }
 
 fn run(input: &str) -> String {
     let whole = run_split(input, &[]).0;
     for cut in 0..=input.len() {
-        assert_eq!(run_split(input, &[cut]).0, whole, "split at {cut} of {input:?}");
+        assert_eq!(
+            run_split(input, &[cut]).0,
+            whole,
+            "split at {cut} of {input:?}"
+        );
     }
     let every: Vec<usize> = (1..input.len()).collect();
-    assert_eq!(run_split(input, &every).0, whole, "one byte at a time: {input:?}");
+    assert_eq!(
+        run_split(input, &every).0,
+        whole,
+        "one byte at a time: {input:?}"
+    );
     whole
 }
 
@@ -72,7 +84,10 @@ fn model_that_is_not_a_string_or_is_unmapped_is_untouched() {
 #[test]
 fn duplicate_model_keys_are_all_rewritten() {
     let input = r#"{"model":"gpt-4.1","model":"gpt-4.1"}"#;
-    assert_eq!(run(input), r#"{"model":"model_name_team-abc_1","model":"model_name_team-abc_1"}"#);
+    assert_eq!(
+        run(input),
+        r#"{"model":"model_name_team-abc_1","model":"model_name_team-abc_1"}"#
+    );
 }
 
 #[test]
@@ -107,7 +122,10 @@ fn overlong_values_pass_unchanged_without_being_held() {
     let mut out = Vec::new();
     for piece in input.as_bytes().chunks(1000) {
         out.extend_from_slice(&rw.feed(&Bytes::copy_from_slice(piece)));
-        assert!(rw.held.len() <= MAX_NAME_LEN + 1000, "held bytes stay bounded");
+        assert!(
+            rw.held.len() <= MAX_NAME_LEN + 1000,
+            "held bytes stay bounded"
+        );
     }
     out.extend_from_slice(&rw.finish());
     assert_eq!(out, input.as_bytes());
@@ -116,10 +134,18 @@ fn overlong_values_pass_unchanged_without_being_held() {
 #[test]
 fn deep_nesting_is_bounded() {
     let depth = 100_000;
-    let input = format!(r#"{{"a":{}{}, "model":"gpt-4.1"}}"#, "[".repeat(depth), "]".repeat(depth));
+    let input = format!(
+        r#"{{"a":{}{}, "model":"gpt-4.1"}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
     let mut rw = JsonRewriter::new(mapper);
     let out = rw.feed(&Bytes::from(input.clone()));
-    assert_eq!(out, input.as_bytes(), "too deep for the gateway: passed through");
+    assert_eq!(
+        out,
+        input.as_bytes(),
+        "too deep for the gateway: passed through"
+    );
     assert!(rw.stack.len() <= MAX_DEPTH);
 }
 
@@ -128,5 +154,9 @@ fn unchanged_chunks_are_not_copied() {
     let chunk = Bytes::from_static(br#"{"model":"other","messages":[]}"#);
     let mut rw = JsonRewriter::new(mapper);
     let out = rw.feed(&chunk);
-    assert_eq!(out.as_ptr(), chunk.as_ptr(), "zero-copy when nothing changes");
+    assert_eq!(
+        out.as_ptr(),
+        chunk.as_ptr(),
+        "zero-copy when nothing changes"
+    );
 }

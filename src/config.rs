@@ -1,0 +1,233 @@
+//! Command line and environment → validated settings.
+//!
+//! Every serve flag has an environment twin (`MODELMAP_*`); flags win over the
+//! environment. The flag names are an interface deploy manifests script against: keep
+//! them stable. Defaults work next to a local LiteLLM on :4000.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "modelmap",
+    version,
+    about = "Sidecar proxy for LiteLLM: maps public and alias model names to the gateway's internal team-scoped names, and back.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy (the default when no command is given).
+    Serve(ServeArgs),
+    /// Validate a mapping file offline; exit 0 if it would be applied, 1 with the reasons if not.
+    Check {
+        /// The mapping file to check.
+        file: PathBuf,
+    },
+    /// Show which rules map a model name, and to what.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The mapping file.
+    #[arg(long, env = "MODELMAP_MAPPING", default_value = "conf/mapping.yaml")]
+    pub mapping: PathBuf,
+    /// Resolve as a caller of this team.
+    #[arg(long, conflicts_with = "key")]
+    pub team: Option<String>,
+    /// Resolve as the caller holding this virtual key (looked up in the `keys` table).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// The requested model name (a comma-separated list is resolved name by name).
+    pub model: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address the proxy listens on.
+    #[arg(long, env = "MODELMAP_LISTEN", default_value = "0.0.0.0:4001")]
+    pub listen: String,
+    /// The gateway (LiteLLM) to forward to: http://host:port.
+    #[arg(
+        long,
+        env = "MODELMAP_UPSTREAM",
+        default_value = "http://127.0.0.1:4000"
+    )]
+    pub upstream: String,
+    /// Address of the admin server (/metrics, /healthz, /readyz).
+    #[arg(long, env = "MODELMAP_ADMIN", default_value = "0.0.0.0:9464")]
+    pub admin: String,
+    /// The mapping file (YAML or JSON). Its directory is watched and reloads are hot.
+    #[arg(long, env = "MODELMAP_MAPPING", default_value = "conf/mapping.yaml")]
+    pub mapping: PathBuf,
+    /// Proxy worker threads.
+    #[arg(long, env = "MODELMAP_THREADS", default_value_t = 2)]
+    pub threads: usize,
+    /// Log format.
+    #[arg(long, env = "MODELMAP_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `modelmap=debug`).
+    #[arg(long, env = "MODELMAP_LOG", default_value = "info")]
+    pub log_level: String,
+    /// Time allowed to connect to the gateway (e.g. 5s, 500ms).
+    #[arg(long, env = "MODELMAP_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// Longest wait for the gateway's next bytes (LLM responses can be slow to start).
+    #[arg(long, env = "MODELMAP_READ_TIMEOUT", default_value = "600s", value_parser = humantime::parse_duration)]
+    pub read_timeout: Duration,
+    /// On SIGTERM, how long in-flight requests and streams may take to finish.
+    #[arg(long, env = "MODELMAP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Quiet time after a change in the mapping's directory before it is reloaded.
+    #[arg(long, env = "MODELMAP_RELOAD_DEBOUNCE", default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub reload_debounce: Duration,
+    /// Header carrying the virtual key, read before LiteLLM's standard ones
+    /// (set it when LiteLLM's `litellm_key_header_name` is set).
+    #[arg(long, env = "MODELMAP_KEY_HEADER")]
+    pub key_header: Option<String>,
+}
+
+/// The gateway address, resolved once at start.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    /// As given, for messages.
+    pub url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "--upstream {0:?}: only http:// gateways are supported (modelmap runs beside the gateway, in its pod)"
+    )]
+    Scheme(String),
+    #[error("--upstream {url:?}: cannot resolve {authority:?}: {reason}")]
+    Resolve {
+        url: String,
+        authority: String,
+        reason: String,
+    },
+    #[error("--{flag} {value:?}: {reason}")]
+    Invalid {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl Upstream {
+    pub fn parse(url: &str) -> Result<Upstream, ConfigError> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| ConfigError::Scheme(url.to_string()))?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        let with_port = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        let resolve_err = |reason: String| ConfigError::Resolve {
+            url: url.to_string(),
+            authority: authority.to_string(),
+            reason,
+        };
+        let addr = with_port
+            .to_socket_addrs()
+            .map_err(|e| resolve_err(e.to_string()))?
+            .next()
+            .ok_or_else(|| resolve_err("no address".into()))?;
+        Ok(Upstream {
+            addr,
+            url: url.to_string(),
+        })
+    }
+}
+
+/// Validated settings for `serve`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub args: ServeArgs,
+    pub upstream: Upstream,
+}
+
+impl Settings {
+    pub fn from_args(args: ServeArgs) -> Result<Settings, ConfigError> {
+        let upstream = Upstream::parse(&args.upstream)?;
+        for (flag, value) in [("listen", &args.listen), ("admin", &args.admin)] {
+            value
+                .parse::<SocketAddr>()
+                .map_err(|e| ConfigError::Invalid {
+                    flag,
+                    value: value.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        if args.threads == 0 {
+            return Err(ConfigError::Invalid {
+                flag: "threads",
+                value: "0".into(),
+                reason: "at least one worker thread is needed".into(),
+            });
+        }
+        Ok(Settings { args, upstream })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_beside_a_local_gateway() {
+        let cli = Cli::try_parse_from(["modelmap"]).expect("no flags needed");
+        let s = Settings::from_args(cli.serve).expect("defaults are valid");
+        assert_eq!(s.upstream.addr.to_string(), "127.0.0.1:4000");
+        assert_eq!(s.args.listen, "0.0.0.0:4001");
+        assert_eq!(s.args.admin, "0.0.0.0:9464");
+    }
+
+    #[test]
+    fn serve_subcommand_and_flags() {
+        let cli = Cli::try_parse_from([
+            "modelmap",
+            "serve",
+            "--upstream",
+            "http://localhost:9",
+            "--read-timeout",
+            "2m",
+        ])
+        .expect("valid");
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve parsed");
+        };
+        assert_eq!(args.read_timeout, Duration::from_secs(120));
+        assert!(Settings::from_args(args).is_ok());
+    }
+
+    #[test]
+    fn bad_upstreams_are_explained() {
+        let e = Upstream::parse("https://gw:4000").expect_err("tls upstream");
+        assert!(e.to_string().contains("only http://"), "{e}");
+        let e = Upstream::parse("http://no-such-host.invalid:4000").expect_err("unresolvable");
+        assert!(e.to_string().contains("cannot resolve"), "{e}");
+    }
+}

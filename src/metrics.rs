@@ -1,0 +1,172 @@
+//! Prometheus metrics.
+//!
+//! Label values are a closed set: outcomes, route families and status classes are fixed
+//! words, and team, rule and target labels come only from the loaded mapping file (a
+//! team the file does not name is `other`), so no client can grow the series count.
+//! Each proxy instance has its own registry, so several can run in one process (tests).
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::mapping::RuleCounts;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub rewrites: IntCounterVec,
+    pub duration: HistogramVec,
+    pub upstream_responses: IntCounterVec,
+    pub reloads: IntCounterVec,
+    pub last_reload: Gauge,
+    pub rules: IntGaugeVec,
+    pub body_passthrough: IntCounterVec,
+}
+
+/// Request outcomes (`modelmap_requests_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// At least one model name was changed.
+    Rewritten,
+    /// Forwarded without a change.
+    Unchanged,
+    /// Refused by modelmap itself.
+    Rejected,
+    /// Failed in modelmap or at the gateway connection.
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Rewritten => "rewritten",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Rejected => "rejected",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    // Names are fixed and unique, so registration cannot collide; if it ever did, the
+    // metric still works and is only missing from the scrape.
+    let _ = registry.register(Box::new(metric.clone()));
+    metric
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).map(|m| register(&registry, m))
+        };
+        let requests = counter(
+            "modelmap_requests_total",
+            "Requests handled, by outcome (rewritten, unchanged, rejected, error) and route family.",
+            &["outcome", "family"],
+        )?;
+        let rewrites = counter(
+            "modelmap_rewrites_total",
+            "Model names rewritten, by team, matched rule and target (values from the mapping file, else `other`).",
+            &["team", "from", "to"],
+        )?;
+        let upstream_responses = counter(
+            "modelmap_upstream_responses_total",
+            "Responses received from the gateway, by status class.",
+            &["class"],
+        )?;
+        let reloads = counter(
+            "modelmap_mapping_reloads_total",
+            "Mapping file loads, by result (success, failure, unchanged).",
+            &["result"],
+        )?;
+        let body_passthrough = counter(
+            "modelmap_body_passthrough_total",
+            "Request bodies forwarded untouched because they were not a JSON object modelmap could follow.",
+            &["family"],
+        )?;
+        let duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "modelmap_request_duration_seconds",
+                    "Time from request start to the end of the response, by route family.",
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    60.0, 120.0,
+                ]),
+                &["family"],
+            )?,
+        );
+        let last_reload = register(
+            &registry,
+            Gauge::new(
+                "modelmap_mapping_last_reload_success_timestamp_seconds",
+                "Unix time of the last mapping load that was applied.",
+            )?,
+        );
+        let rules = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "modelmap_mapping_rules",
+                    "Rules in the applied mapping, by kind.",
+                ),
+                &["kind"],
+            )?,
+        );
+        let build = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("modelmap_build_info", "Build information; always 1."),
+                &["version"],
+            )?,
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Ok(Metrics {
+            registry,
+            requests,
+            rewrites,
+            duration,
+            upstream_responses,
+            reloads,
+            last_reload,
+            rules,
+            body_passthrough,
+        })
+    }
+
+    pub fn set_rules(&self, c: RuleCounts) {
+        for (kind, n) in [
+            ("teams", c.teams),
+            ("team_exact", c.team_exact),
+            ("team_pattern", c.team_patterns),
+            ("alias_exact", c.alias_exact),
+            ("alias_pattern", c.alias_patterns),
+            ("keys", c.keys),
+        ] {
+            self.rules.with_label_values(&[kind]).set(n as i64);
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+/// `2xx`, `4xx`, … for a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

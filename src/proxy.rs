@@ -1,0 +1,343 @@
+//! The Pingora side: a thin `ProxyHttp` that delegates to the rewriters.
+//!
+//! Phase chart for one request:
+//! ```text
+//! request_filter          snapshot the mapping, identify the caller, pick the rewriter
+//! upstream_peer           the gateway, with the configured timeouts
+//! upstream_request_filter a body that may be rewritten goes upstream chunked: Pingora
+//!                         sends these headers before the first body byte is seen, so
+//!                         the final length cannot be known yet (never both framings,
+//!                         never a stale Content-Length)
+//! request_body_filter     stream each body chunk through the rewriter
+//! upstream_response_filter count the gateway's status class
+//! fail_to_proxy           modelmap's own errors, in the OpenAI error shape
+//! logging                 one log line and the request metrics
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{ErrorSource, ErrorType};
+
+use crate::config::Settings;
+use crate::error::openai_error_body;
+use crate::identity::{self, Caller};
+use crate::metrics::{Metrics, Outcome, status_class};
+use crate::rewrite::{BodyRewriter, Names};
+use crate::route::Family;
+use crate::store::Store;
+
+/// The proxy: shared, immutable state; everything per request lives in [`Ctx`].
+pub struct ModelMap {
+    settings: Settings,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl ModelMap {
+    pub fn new(
+        settings: Settings,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        in_flight: Arc<AtomicUsize>,
+    ) -> ModelMap {
+        ModelMap {
+            settings,
+            store,
+            metrics,
+            in_flight,
+        }
+    }
+}
+
+/// Counts a request as in flight for as long as its context lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Per-request state.
+pub struct Ctx {
+    start: Instant,
+    family: Family,
+    caller: Option<Caller>,
+    body: Option<BodyRewriter<Names>>,
+    upstream_status: Option<u16>,
+    rejected: bool,
+    _in_flight: InFlight,
+}
+
+/// Whether the request carries a body that could name a model (JSON or unknown type).
+fn rewritable_body(req: &RequestHeader) -> bool {
+    let headers = &req.headers;
+    let has_body = headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
+    let multipart = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/")
+        });
+    has_body && !multipart
+}
+
+#[async_trait]
+impl ProxyHttp for ModelMap {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            start: Instant::now(),
+            family: Family::Other,
+            caller: None,
+            body: None,
+            upstream_status: None,
+            rejected: false,
+            _in_flight: InFlight::new(&self.in_flight),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let snapshot = self.store.snapshot();
+        let req = session.req_header();
+        let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        ctx.family = Family::of(req.uri.path());
+        let key = identity::extract_key(
+            &req.headers,
+            self.settings.args.key_header.as_deref(),
+            path_and_query,
+        );
+        let caller = identity::identify(&snapshot, key);
+        if rewritable_body(req) {
+            ctx.body = Some(BodyRewriter::new(Names::new(snapshot, caller.team.clone())));
+        }
+        ctx.caller = Some(caller);
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let mut peer = HttpPeer::new(self.settings.upstream.addr, false, String::new());
+        let args = &self.settings.args;
+        peer.options.connection_timeout = Some(args.connect_timeout);
+        peer.options.total_connection_timeout = Some(args.connect_timeout);
+        peer.options.read_timeout = Some(args.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if ctx.body.is_some() {
+            upstream.remove_header(&CONTENT_LENGTH);
+            upstream.insert_header(TRANSFER_ENCODING, "chunked")?;
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(rewriter) = ctx.body.as_mut() {
+            let out = rewriter.feed(body.take(), end_of_stream);
+            // An empty Some means "nothing yet"; None would end the upstream body.
+            *body = Some(out);
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        if status >= 200 {
+            ctx.upstream_status = Some(status);
+            self.metrics
+                .upstream_responses
+                .with_label_values(&[status_class(status)])
+                .inc();
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
+        let (status, kind, code, message) = describe_failure(e, &self.settings.upstream.url);
+        if status > 0 {
+            let body = openai_error_body(&message, kind, code);
+            let sent = async {
+                let mut resp = ResponseHeader::build(status, Some(3))?;
+                resp.insert_header(CONTENT_TYPE, "application/json")?;
+                resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+                session
+                    .as_downstream_mut()
+                    .write_error_response(resp, body)
+                    .await
+            };
+            if let Err(err) = sent.await {
+                tracing::debug!(error = %err, "could not send the error response");
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let names = ctx
+            .body
+            .as_ref()
+            .filter(|b| !b.reverted())
+            .map(BodyRewriter::mapper);
+        let rewrites = ctx.body.as_ref().map_or(0, BodyRewriter::rewrites);
+        let outcome = if ctx.rejected {
+            Outcome::Rejected
+        } else if e.is_some_and(|e| e.esource() != &ErrorSource::Downstream) {
+            Outcome::Error
+        } else if rewrites > 0 {
+            Outcome::Rewritten
+        } else {
+            Outcome::Unchanged
+        };
+        let family = ctx.family.as_str();
+        let m = &self.metrics;
+        m.requests
+            .with_label_values(&[outcome.as_str(), family])
+            .inc();
+        m.duration
+            .with_label_values(&[family])
+            .observe(ctx.start.elapsed().as_secs_f64());
+        if ctx.body.as_ref().is_some_and(BodyRewriter::passthrough) {
+            m.body_passthrough.with_label_values(&[family]).inc();
+        }
+        let caller = ctx.caller.as_ref();
+        let team = caller.and_then(|c| c.team.as_deref());
+        if let Some(names) = names {
+            let team_label = team.unwrap_or("other");
+            for a in &names.applied {
+                m.rewrites
+                    .with_label_values(&[team_label, &a.from, &a.to])
+                    .inc();
+            }
+        }
+
+        let req = session.req_header();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let (requested, sent) = names
+            .and_then(|n| n.model.as_ref())
+            .map_or(("", ""), |(r, s)| (r.as_str(), s.as_str()));
+        tracing::info!(
+            target: "modelmap::access",
+            method = %req.method,
+            path = req.uri.path(),
+            status,
+            duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
+            team = team.unwrap_or("-"),
+            key = caller.and_then(|c| c.key).map(|k| k.short()).unwrap_or_default(),
+            requested,
+            sent,
+            rewrites,
+            upstream_status = ctx.upstream_status.unwrap_or(0),
+            outcome = outcome.as_str(),
+            error = e.map(|e| e.etype().as_str()).unwrap_or_default(),
+        );
+    }
+}
+
+/// Status, OpenAI error type, code and message for a failed request.
+fn describe_failure(e: &Error, upstream: &str) -> (u16, &'static str, &'static str, String) {
+    use ErrorType::*;
+    match e.etype() {
+        HTTPStatus(code) => (
+            *code,
+            "invalid_request_error",
+            "bad_request",
+            format!("request rejected: {e}"),
+        ),
+        ConnectTimedout => (
+            504,
+            "api_error",
+            "gateway_timeout",
+            format!("modelmap timed out connecting to the gateway at {upstream}"),
+        ),
+        ReadTimedout | WriteTimedout => (
+            504,
+            "api_error",
+            "gateway_timeout",
+            format!("modelmap timed out waiting for the gateway at {upstream}"),
+        ),
+        ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError
+        | ConnectProxyFailure => (
+            502,
+            "api_error",
+            "bad_gateway",
+            format!(
+                "modelmap could not connect to the gateway at {upstream}: {}",
+                e.etype().as_str()
+            ),
+        ),
+        _ => match e.esource() {
+            ErrorSource::Upstream => (
+                502,
+                "api_error",
+                "bad_gateway",
+                format!(
+                    "the gateway at {upstream} failed mid-request: {}",
+                    e.etype().as_str()
+                ),
+            ),
+            ErrorSource::Downstream => match e.etype() {
+                WriteError | ReadError | ConnectionClosed => (0, "", "", String::new()),
+                _ => (
+                    400,
+                    "invalid_request_error",
+                    "bad_request",
+                    format!(
+                        "modelmap could not read the request: {}",
+                        e.etype().as_str()
+                    ),
+                ),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => (
+                500,
+                "api_error",
+                "internal_error",
+                format!("modelmap internal error: {}", e.etype().as_str()),
+            ),
+        },
+    }
+}
