@@ -1,0 +1,196 @@
+//! A fake LiteLLM: records each request's method, path, headers and decoded body (and
+//! which connection it came on), and answers with a configurable reply. The default
+//! reply echoes the received `model` the way LiteLLM does.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub connection: usize,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("gateway received valid JSON")
+    }
+}
+
+/// What the fake gateway answers.
+#[derive(Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+type Responder = dyn Fn(&Recorded) -> Reply + Send + Sync;
+
+pub struct FakeGateway {
+    pub addr: SocketAddr,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+}
+
+fn echo(req: &Recorded) -> Reply {
+    let model = serde_json::from_slice::<serde_json::Value>(&req.body)
+        .ok()
+        .and_then(|v| v.get("model").cloned())
+        .unwrap_or(serde_json::Value::Null);
+    let body = serde_json::json!({"object": "chat.completion", "model": model}).to_string();
+    Reply {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.into_bytes(),
+    }
+}
+
+impl FakeGateway {
+    pub fn start() -> FakeGateway {
+        FakeGateway::with(Arc::new(echo))
+    }
+
+    pub fn with(responder: Arc<Responder>) -> FakeGateway {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake gateway");
+        let addr = listener.local_addr().expect("addr");
+        let recorded = Arc::new(Mutex::new(Vec::new()));
+        let rec = recorded.clone();
+        let conns = Arc::new(AtomicUsize::new(0));
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (rec, responder) = (rec.clone(), responder.clone());
+                let id = conns.fetch_add(1, Ordering::SeqCst);
+                thread::spawn(move || serve(stream, id, rec, responder));
+            }
+        });
+        FakeGateway { addr, recorded }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.recorded.lock().expect("lock").clone()
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.requests()
+            .pop()
+            .expect("the gateway received a request")
+    }
+}
+
+fn serve(stream: TcpStream, id: usize, rec: Arc<Mutex<Vec<Recorded>>>, responder: Arc<Responder>) {
+    let _ = stream.set_nodelay(true);
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    loop {
+        let Some(req) = read_request(&mut reader, id) else {
+            return;
+        };
+        rec.lock().expect("lock").push(req.clone());
+        let reply = responder(&req);
+        let mut head = format!("HTTP/1.1 {} X\r\n", reply.status);
+        let mut has_len = false;
+        for (k, v) in &reply.headers {
+            has_len |= k.eq_ignore_ascii_case("content-length")
+                || k.eq_ignore_ascii_case("transfer-encoding");
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !has_len {
+            head.push_str(&format!("content-length: {}\r\n", reply.body.len()));
+        }
+        head.push_str("\r\n");
+        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&reply.body).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one request; `None` at end of connection.
+pub fn read_request(reader: &mut impl BufRead, connection: usize) -> Option<Recorded> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let headers = read_headers(reader)?;
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let body = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        read_chunked(reader)?
+    } else if let Some(len) = find("content-length") {
+        let mut body = vec![0; len.trim().parse().ok()?];
+        reader.read_exact(&mut body).ok()?;
+        body
+    } else {
+        Vec::new()
+    };
+    Some(Recorded {
+        method,
+        path,
+        headers,
+        body,
+        connection,
+    })
+}
+
+pub fn read_headers(reader: &mut impl BufRead) -> Option<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            return Some(headers);
+        }
+        let (k, v) = line.split_once(':')?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+}
+
+pub fn read_chunked(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        reader.read_line(&mut size).ok()?;
+        let size = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+        if size == 0 {
+            // Trailers, then the blank line.
+            read_headers(reader)?;
+            return Some(body);
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..]).ok()?;
+        let mut crlf = [0u8; 2];
+        reader.read_exact(&mut crlf).ok()?;
+    }
+}
