@@ -1,0 +1,268 @@
+//! Property: for random JSON request bodies fed in random chunk splits, what comes out
+//! (of the rewriter, and out of the proxy at the gateway) equals the input with exactly
+//! the mapped model values changed. The generator writes the input and the expected
+//! output side by side, so the oracle does not share code with the scanner.
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use modelmap::mapping::Mapping;
+use modelmap::rewrite::{BodyRewriter, Names};
+use proptest::prelude::*;
+
+use common::{FakeGateway, Framing, Proxy, key_digest};
+
+const KEY: &str = "sk-property";
+
+fn mapping_text() -> String {
+    format!(
+        "version: 1\nteams:\n  team-abc:\n    models:\n      gpt-4.1: model_name_team-abc_1\n      \"claude-*\": \"model_name_team-abc_claude\\\"q\"\naliases:\n  AgentX-LLM: gpt-4.1\nkeys:\n  {}: team-abc\n",
+        key_digest(KEY)
+    )
+}
+
+/// Names the generator uses, and what each becomes as a `model` / as a fallback entry.
+const NAMES: [(&str, Option<&str>, Option<&str>); 6] = [
+    ("gpt-4.1", Some("model_name_team-abc_1"), Some("model_name_team-abc_1")),
+    ("claude-3-opus", Some("model_name_team-abc_claude\"q"), Some("model_name_team-abc_claude\"q")),
+    ("AgentX-LLM", Some("model_name_team-abc_1"), Some("model_name_team-abc_1")),
+    ("unmapped", None, None),
+    ("gpt-4.1,unmapped", Some("model_name_team-abc_1,unmapped"), None),
+    ("", None, None),
+];
+
+#[derive(Debug, Clone)]
+enum J {
+    Null,
+    Bool(bool),
+    Num(&'static str),
+    Str(String, bool),
+    Name(usize, bool),
+    Arr(Vec<J>, u8),
+    Obj(Vec<(String, bool, J)>, u8),
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "\\PC{0,12}",
+        Just("model".to_string()),
+        Just("quote\" back\\ nl\n tab\t nul\u{0} emoji \u{1F600} é".to_string()),
+    ]
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => Just("model".to_string()),
+        1 => Just("fallbacks".to_string()),
+        1 => Just("context_window_fallbacks".to_string()),
+        3 => "\\PC{0,8}",
+    ]
+}
+
+fn value() -> impl Strategy<Value = J> {
+    let leaf = prop_oneof![
+        Just(J::Null),
+        any::<bool>().prop_map(J::Bool),
+        prop::sample::select(vec!["0", "-1.5e3", "12345678901234567890", "1E-7", "3.25"]).prop_map(J::Num),
+        (text(), any::<bool>()).prop_map(|(s, e)| J::Str(s, e)),
+        (0..NAMES.len(), any::<bool>()).prop_map(|(i, e)| J::Name(i, e)),
+    ];
+    leaf.prop_recursive(4, 40, 5, |inner| {
+        prop_oneof![
+            (prop::collection::vec(inner.clone(), 0..5), 0u8..4).prop_map(|(v, w)| J::Arr(v, w)),
+            (prop::collection::vec((key(), any::<bool>(), inner), 0..5), 0u8..4).prop_map(|(v, w)| J::Obj(v, w)),
+        ]
+    })
+}
+
+/// A top-level object, sometimes padded past the rewriter's validation window.
+fn body() -> impl Strategy<Value = (J, bool)> {
+    (prop::collection::vec((key(), any::<bool>(), value()), 0..7), 0u8..4, prop::bool::weighted(0.1))
+        .prop_map(|(members, ws, pad)| (J::Obj(members, ws), pad))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Slot {
+    Plain,
+    Model,
+    Fallback,
+    FallbackList,
+    FallbackObject,
+    Top,
+}
+
+/// JSON string literal; `escape` writes every non-alphanumeric character as \uXXXX.
+fn quote(s: &str, escape: bool) -> String {
+    if !escape {
+        return serde_json::to_string(s).expect("string");
+    }
+    let mut out = String::from("\"");
+    for unit in s.encode_utf16() {
+        match char::from_u32(unit as u32) {
+            Some(c) if c.is_ascii_alphanumeric() => out.push(c),
+            _ => out.push_str(&format!("\\u{unit:04x}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn ws(style: u8) -> &'static str {
+    ["", " ", "\n  ", "\t\r\n "][style as usize % 4]
+}
+
+struct Doc {
+    input: String,
+    expect: String,
+}
+
+impl Doc {
+    fn both(&mut self, s: &str) {
+        self.input.push_str(s);
+        self.expect.push_str(s);
+    }
+
+    fn string(&mut self, s: &str, escape: bool, slot: Slot) {
+        let original = quote(s, escape);
+        let mapped = NAMES.iter().find(|(n, _, _)| *n == s).and_then(|(_, m, f)| match slot {
+            Slot::Model => *m,
+            Slot::Fallback => *f,
+            _ => None,
+        });
+        self.input.push_str(&original);
+        match mapped {
+            Some(new) => self.expect.push_str(&serde_json::to_string(new).expect("string")),
+            None => self.expect.push_str(&original),
+        }
+    }
+
+    fn value(&mut self, j: &J, slot: Slot) {
+        let scalar_slot = |s: Slot| if matches!(s, Slot::Model | Slot::Fallback) { s } else { Slot::Plain };
+        match j {
+            J::Null => self.both("null"),
+            J::Bool(b) => self.both(if *b { "true" } else { "false" }),
+            J::Num(n) => self.both(n),
+            J::Str(s, e) => self.string(s, *e, scalar_slot(slot)),
+            J::Name(i, e) => self.string(NAMES[*i].0, *e, scalar_slot(slot)),
+            J::Arr(items, w) => {
+                let child = if slot == Slot::FallbackList { Slot::Fallback } else { Slot::Plain };
+                self.both("[");
+                for (n, item) in items.iter().enumerate() {
+                    self.both(if n > 0 { "," } else { "" });
+                    self.both(ws(*w));
+                    // Object elements of a fallback list have their own `model` slot.
+                    let s = match (child, item) {
+                        (Slot::Fallback, J::Obj(..)) => Slot::FallbackObject,
+                        (Slot::Fallback, J::Arr(..)) => Slot::Plain,
+                        _ => child,
+                    };
+                    self.value(item, s);
+                }
+                self.both(ws(*w));
+                self.both("]");
+            }
+            J::Obj(members, w) => {
+                self.both("{");
+                for (n, (k, e, v)) in members.iter().enumerate() {
+                    self.both(if n > 0 { "," } else { "" });
+                    self.both(ws(*w));
+                    self.both(&quote(k, *e));
+                    self.both(ws(*w));
+                    self.both(":");
+                    self.both(ws(*w));
+                    let s = match (slot, k.as_str(), v) {
+                        (Slot::Top, "model", _) => Slot::Model,
+                        (Slot::Top, "fallbacks" | "context_window_fallbacks", J::Arr(..)) => Slot::FallbackList,
+                        (Slot::FallbackObject, "model", _) => Slot::Fallback,
+                        _ => Slot::Plain,
+                    };
+                    self.value(v, s);
+                }
+                self.both(ws(*w));
+                self.both("}");
+            }
+        }
+    }
+}
+
+fn render((top, pad): &(J, bool)) -> (String, String) {
+    let mut doc = Doc {
+        input: String::new(),
+        expect: String::new(),
+    };
+    let top = match (top, pad) {
+        (J::Obj(members, w), true) => {
+            let mut members = members.clone();
+            members.insert(0, ("pad".into(), false, J::Str("p".repeat(70_000), false)));
+            J::Obj(members, *w)
+        }
+        _ => top.clone(),
+    };
+    doc.value(&top, Slot::Top);
+    (doc.input, doc.expect)
+}
+
+fn cuts(len: usize, raw: &[usize]) -> Vec<usize> {
+    let mut v: Vec<usize> = raw.iter().map(|c| c % (len + 1)).collect();
+    v.sort_unstable();
+    v
+}
+
+fn rewrite(input: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let mapping = Arc::new(Mapping::parse(&mapping_text(), "prop").expect("valid"));
+    let mut rw = BodyRewriter::new(Names::new(mapping, Some("team-abc".into())));
+    let mut out = Vec::new();
+    let mut last = 0;
+    for &cut in cuts {
+        out.extend_from_slice(&rw.feed(Some(Bytes::copy_from_slice(&input[last..cut])), false));
+        last = cut;
+    }
+    out.extend_from_slice(&rw.feed(Some(Bytes::copy_from_slice(&input[last..])), true));
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn rewriter_changes_exactly_the_mapped_values(doc in body(), raw_cuts in prop::collection::vec(any::<usize>(), 0..8)) {
+        let (input, expect) = render(&doc);
+        let out = rewrite(input.as_bytes(), &cuts(input.len(), &raw_cuts));
+        prop_assert_eq!(String::from_utf8_lossy(&out), expect.as_str());
+        let parsed: serde_json::Value = serde_json::from_slice(&out).expect("output is JSON");
+        let expected: serde_json::Value = serde_json::from_str(&expect).expect("expected is JSON");
+        prop_assert_eq!(parsed, expected);
+    }
+}
+
+struct Shared {
+    gw: FakeGateway,
+    proxy: Proxy,
+}
+
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let gw = FakeGateway::start();
+        let proxy = Proxy::start(&gw.url(), &mapping_text(), &[]);
+        Shared { gw, proxy }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn proxy_delivers_exactly_the_mapped_values(doc in body(), raw_cuts in prop::collection::vec(any::<usize>(), 0..8)) {
+        let s = shared();
+        let (input, expect) = render(&doc);
+        let cuts = cuts(input.len(), &raw_cuts);
+        let auth = format!("Bearer {KEY}");
+        let mut client = s.proxy.client();
+        let resp = client.request("POST", "/v1/chat/completions", &[("authorization", &auth)], input.as_bytes(), Framing::Chunked(&cuts));
+        prop_assert_eq!(resp.status, 200);
+        prop_assert_eq!(s.gw.last().body_str(), expect);
+    }
+}
