@@ -25,11 +25,27 @@ fn mapping_text() -> String {
 
 /// Names the generator uses, and what each becomes as a `model` / as a fallback entry.
 const NAMES: [(&str, Option<&str>, Option<&str>); 6] = [
-    ("gpt-4.1", Some("model_name_team-abc_1"), Some("model_name_team-abc_1")),
-    ("claude-3-opus", Some("model_name_team-abc_claude\"q"), Some("model_name_team-abc_claude\"q")),
-    ("AgentX-LLM", Some("model_name_team-abc_1"), Some("model_name_team-abc_1")),
+    (
+        "gpt-4.1",
+        Some("model_name_team-abc_1"),
+        Some("model_name_team-abc_1"),
+    ),
+    (
+        "claude-3-opus",
+        Some("model_name_team-abc_claude\"q"),
+        Some("model_name_team-abc_claude\"q"),
+    ),
+    (
+        "AgentX-LLM",
+        Some("model_name_team-abc_1"),
+        Some("model_name_team-abc_1"),
+    ),
     ("unmapped", None, None),
-    ("gpt-4.1,unmapped", Some("model_name_team-abc_1,unmapped"), None),
+    (
+        "gpt-4.1,unmapped",
+        Some("model_name_team-abc_1,unmapped"),
+        None,
+    ),
     ("", None, None),
 ];
 
@@ -65,21 +81,30 @@ fn value() -> impl Strategy<Value = J> {
     let leaf = prop_oneof![
         Just(J::Null),
         any::<bool>().prop_map(J::Bool),
-        prop::sample::select(vec!["0", "-1.5e3", "12345678901234567890", "1E-7", "3.25"]).prop_map(J::Num),
+        prop::sample::select(vec!["0", "-1.5e3", "12345678901234567890", "1E-7", "3.25"])
+            .prop_map(J::Num),
         (text(), any::<bool>()).prop_map(|(s, e)| J::Str(s, e)),
         (0..NAMES.len(), any::<bool>()).prop_map(|(i, e)| J::Name(i, e)),
     ];
     leaf.prop_recursive(4, 40, 5, |inner| {
         prop_oneof![
             (prop::collection::vec(inner.clone(), 0..5), 0u8..4).prop_map(|(v, w)| J::Arr(v, w)),
-            (prop::collection::vec((key(), any::<bool>(), inner), 0..5), 0u8..4).prop_map(|(v, w)| J::Obj(v, w)),
+            (
+                prop::collection::vec((key(), any::<bool>(), inner), 0..5),
+                0u8..4
+            )
+                .prop_map(|(v, w)| J::Obj(v, w)),
         ]
     })
 }
 
 /// A top-level object, sometimes padded past the rewriter's validation window.
 fn body() -> impl Strategy<Value = (J, bool)> {
-    (prop::collection::vec((key(), any::<bool>(), value()), 0..7), 0u8..4, prop::bool::weighted(0.1))
+    (
+        prop::collection::vec((key(), any::<bool>(), value()), 0..7),
+        0u8..4,
+        prop::bool::weighted(0.1),
+    )
         .prop_map(|(members, ws, pad)| (J::Obj(members, ws), pad))
 }
 
@@ -126,20 +151,31 @@ impl Doc {
 
     fn string(&mut self, s: &str, escape: bool, slot: Slot) {
         let original = quote(s, escape);
-        let mapped = NAMES.iter().find(|(n, _, _)| *n == s).and_then(|(_, m, f)| match slot {
-            Slot::Model => *m,
-            Slot::Fallback => *f,
-            _ => None,
-        });
+        let mapped = NAMES
+            .iter()
+            .find(|(n, _, _)| *n == s)
+            .and_then(|(_, m, f)| match slot {
+                Slot::Model => *m,
+                Slot::Fallback => *f,
+                _ => None,
+            });
         self.input.push_str(&original);
         match mapped {
-            Some(new) => self.expect.push_str(&serde_json::to_string(new).expect("string")),
+            Some(new) => self
+                .expect
+                .push_str(&serde_json::to_string(new).expect("string")),
             None => self.expect.push_str(&original),
         }
     }
 
     fn value(&mut self, j: &J, slot: Slot) {
-        let scalar_slot = |s: Slot| if matches!(s, Slot::Model | Slot::Fallback) { s } else { Slot::Plain };
+        let scalar_slot = |s: Slot| {
+            if matches!(s, Slot::Model | Slot::Fallback) {
+                s
+            } else {
+                Slot::Plain
+            }
+        };
         match j {
             J::Null => self.both("null"),
             J::Bool(b) => self.both(if *b { "true" } else { "false" }),
@@ -147,7 +183,11 @@ impl Doc {
             J::Str(s, e) => self.string(s, *e, scalar_slot(slot)),
             J::Name(i, e) => self.string(NAMES[*i].0, *e, scalar_slot(slot)),
             J::Arr(items, w) => {
-                let child = if slot == Slot::FallbackList { Slot::Fallback } else { Slot::Plain };
+                let child = if slot == Slot::FallbackList {
+                    Slot::Fallback
+                } else {
+                    Slot::Plain
+                };
                 self.both("[");
                 for (n, item) in items.iter().enumerate() {
                     self.both(if n > 0 { "," } else { "" });
@@ -174,7 +214,9 @@ impl Doc {
                     self.both(ws(*w));
                     let s = match (slot, k.as_str(), v) {
                         (Slot::Top, "model", _) => Slot::Model,
-                        (Slot::Top, "fallbacks" | "context_window_fallbacks", J::Arr(..)) => Slot::FallbackList,
+                        (Slot::Top, "fallbacks" | "context_window_fallbacks", J::Arr(..)) => {
+                            Slot::FallbackList
+                        }
                         (Slot::FallbackObject, "model", _) => Slot::Fallback,
                         _ => Slot::Plain,
                     };
