@@ -2,7 +2,7 @@
 //! which connection it came on), and answers with a configurable reply. The default
 //! reply echoes the received `model` the way LiteLLM does.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! Test harness: a fake gateway that records exactly what it receives, a raw HTTP/1.1
 //! client that controls framing byte for byte, and a guard that runs the real proxy
 //! in-process and stops it on drop. Everything listens on 127.0.0.1 only.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod gateway;
