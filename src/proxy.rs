@@ -10,6 +10,9 @@
 //!                         never a stale Content-Length)
 //! request_body_filter     stream each body chunk through the rewriter
 //! upstream_response_filter count the gateway's status class
+//! response_filter         restore names in headers; pick the body restorer (see
+//!                         rewrite::restore); a body that may change goes out chunked
+//! response_body_filter    stream each response chunk through the restorer
 //! fail_to_proxy           modelmap's own errors, in the OpenAI error shape
 //! logging                 one log line and the request metrics
 //! ```
@@ -20,7 +23,10 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::header::{
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING,
+};
+use http::{Method, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
@@ -30,8 +36,10 @@ use pingora::{ErrorSource, ErrorType};
 use crate::config::Settings;
 use crate::error::openai_error_body;
 use crate::identity::{self, Caller};
+use crate::mapping::Mapping;
 use crate::metrics::{Metrics, Outcome, status_class};
-use crate::rewrite::{BodyRewriter, Names};
+use crate::rewrite::restore::{Buffered, ModelsList, Pairs, Restorer, StreamRestorer};
+use crate::rewrite::{BodyRewriter, JsonRewriter, Names, Profile};
 use crate::route::Family;
 use crate::store::Store;
 
@@ -79,6 +87,10 @@ impl Drop for InFlight {
 pub struct Ctx {
     start: Instant,
     family: Family,
+    snapshot: Arc<Mapping>,
+    /// A `GET /v1/models` (or `/models`) whose list is filtered for the caller.
+    models_list: bool,
+    restorer: Option<Restorer>,
     caller: Option<Caller>,
     body: Option<BodyRewriter<Names>>,
     upstream_status: Option<u16>,
@@ -114,6 +126,9 @@ impl ProxyHttp for ModelMap {
         Ctx {
             start: Instant::now(),
             family: Family::Other,
+            snapshot: Arc::default(),
+            models_list: false,
+            restorer: None,
             caller: None,
             body: None,
             upstream_status: None,
@@ -134,9 +149,15 @@ impl ProxyHttp for ModelMap {
         );
         let caller = identity::identify(&snapshot, key);
         if rewritable_body(req) {
-            ctx.body = Some(BodyRewriter::new(Names::new(snapshot, caller.team.clone())));
+            ctx.body = Some(BodyRewriter::new(Names::new(
+                snapshot.clone(),
+                caller.team.clone(),
+            )));
         }
+        ctx.models_list =
+            req.method == Method::GET && matches!(req.uri.path(), "/v1/models" | "/models");
         ctx.caller = Some(caller);
+        ctx.snapshot = snapshot;
         Ok(false)
     }
 
@@ -158,6 +179,11 @@ impl ProxyHttp for ModelMap {
         if ctx.body.is_some() {
             upstream.remove_header(&CONTENT_LENGTH);
             upstream.insert_header(TRANSFER_ENCODING, "chunked")?;
+        }
+        if ctx.body.is_some() || ctx.models_list {
+            // The response may need restoring: ask for it uncompressed. The hop is
+            // loopback inside the pod, where compression buys nothing.
+            upstream.remove_header(&ACCEPT_ENCODING);
         }
         Ok(())
     }
@@ -192,6 +218,49 @@ impl ProxyHttp for ModelMap {
                 .inc();
         }
         Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let pairs = ctx
+            .body
+            .as_ref()
+            .filter(|b| !b.reverted())
+            .map(|b| Pairs::new(b.mapper().restores.clone()))
+            .unwrap_or_default();
+        if let Some(group) = resp
+            .headers
+            .get("x-litellm-model-group")
+            .and_then(|v| v.to_str().ok())
+            && let Some(requested) = pairs.requested(group)
+        {
+            let requested = requested.to_string();
+            resp.insert_header("x-litellm-model-group", requested)?;
+        }
+        let head = session.req_header().method == Method::HEAD;
+        ctx.restorer = plan_restore(resp, head, ctx.models_list, pairs, ctx);
+        if ctx.restorer.is_some() {
+            resp.remove_header(&CONTENT_LENGTH);
+            resp.insert_header(TRANSFER_ENCODING, "chunked")?;
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(restorer) = ctx.restorer.as_mut() {
+            *body = Some(restorer.feed(body.take(), end_of_stream));
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
@@ -275,6 +344,56 @@ impl ProxyHttp for ModelMap {
             outcome = outcome.as_str(),
             error = e.map(|e| e.etype().as_str()).unwrap_or_default(),
         );
+    }
+}
+
+/// Which restorer a response needs, if any. Compressed bodies are never touched.
+fn plan_restore(
+    resp: &ResponseHeader,
+    head: bool,
+    models_list: bool,
+    pairs: Pairs,
+    ctx: &Ctx,
+) -> Option<Restorer> {
+    let status = resp.status;
+    if head
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational()
+    {
+        return None;
+    }
+    let header = |name| {
+        resp.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let encoding = header(CONTENT_ENCODING);
+    if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("identity") {
+        return None;
+    }
+    let content_type = header(CONTENT_TYPE).to_ascii_lowercase();
+    if models_list && status.is_success() && content_type.contains("json") {
+        return Some(Restorer::Models(Buffered::new(ModelsList {
+            mapping: ctx.snapshot.clone(),
+            team: ctx.caller.as_ref().and_then(|c| c.team.clone()),
+        })));
+    }
+    if pairs.is_empty() {
+        return None;
+    }
+    if status.as_u16() >= 400 {
+        Some(Restorer::Error(Buffered::new(pairs)))
+    } else if content_type.starts_with("text/event-stream") {
+        Some(Restorer::Stream(StreamRestorer::new(pairs)))
+    } else if content_type.contains("json") {
+        Some(Restorer::Json(JsonRewriter::with_profile(
+            pairs,
+            Profile::Response,
+        )))
+    } else {
+        None
     }
 }
 

@@ -173,6 +173,34 @@ impl Mapping {
         self.owners.contains_key(name) || self.aliases.targets().any(|t| t == name)
     }
 
+    /// Concrete names a caller of `team` may request, with the name each is sent as:
+    /// the team's exact entries, then the exact global aliases. Patterns name no
+    /// concrete model and are not listed.
+    pub fn listable<'a>(&'a self, team: Option<&str>) -> Vec<(&'a str, &'a str)> {
+        let mut out: Vec<(&str, &str)> = team
+            .and_then(|t| self.teams.get(t))
+            .map(|r| {
+                r.exact
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_unstable();
+        let mut aliases: Vec<(&str, &str)> = self
+            .aliases
+            .exact
+            .keys()
+            .filter_map(|alias| {
+                self.resolve(team, alias)
+                    .map(|r| (alias.as_str(), r.target))
+            })
+            .collect();
+        aliases.sort_unstable();
+        out.extend(aliases);
+        out
+    }
+
     pub fn counts(&self) -> RuleCounts {
         let mut c = RuleCounts {
             teams: self.teams.len(),

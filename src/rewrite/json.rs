@@ -46,6 +46,16 @@ impl<F: FnMut(Field, &str) -> Option<String>> NameMapper for F {
     }
 }
 
+/// Which fields are candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Requests: `model`, and the names in `fallbacks` / `context_window_fallbacks`.
+    Request,
+    /// Responses and stream events: `model`, `message.model` (Anthropic
+    /// `message_start`) and `response.model` (Responses API events).
+    Response,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     /// The top-level object.
@@ -54,6 +64,8 @@ enum Role {
     FallbackList,
     /// An object element of a fallback array.
     FallbackObject,
+    /// The `message` / `response` object of a response event.
+    Wrapper,
     /// Anything else: scanned for structure only.
     Plain,
 }
@@ -68,6 +80,7 @@ struct Frame {
 enum KeyClass {
     Model,
     FallbackList,
+    Wrapper,
     Other,
 }
 
@@ -106,6 +119,7 @@ enum State {
 /// Streaming rewriter state for one body.
 pub struct JsonRewriter<M> {
     mapper: M,
+    profile: Profile,
     state: State,
     stack: Vec<Frame>,
     /// Class of the key whose value comes next (meaningful in Top/FallbackObject frames).
@@ -181,14 +195,21 @@ fn classify_key(raw: &[u8]) -> KeyClass {
     match key {
         b"model" => KeyClass::Model,
         b"fallbacks" | b"context_window_fallbacks" => KeyClass::FallbackList,
+        b"message" | b"response" => KeyClass::Wrapper,
         _ => KeyClass::Other,
     }
 }
 
 impl<M: NameMapper> JsonRewriter<M> {
+    /// A rewriter for request bodies.
     pub fn new(mapper: M) -> Self {
+        JsonRewriter::with_profile(mapper, Profile::Request)
+    }
+
+    pub fn with_profile(mapper: M, profile: Profile) -> Self {
         JsonRewriter {
             mapper,
+            profile,
             state: State::Start,
             stack: Vec::new(),
             key: KeyClass::Other,
@@ -374,7 +395,8 @@ impl<M: NameMapper> JsonRewriter<M> {
                     self.close(true);
                 } else if b == b'"' {
                     let role = self.top().map(|f| f.role);
-                    self.collect_key = matches!(role, Some(Role::Top | Role::FallbackObject));
+                    self.collect_key =
+                        matches!(role, Some(Role::Top | Role::FallbackObject | Role::Wrapper));
                     self.key_buf.clear();
                     self.key = KeyClass::Other;
                     self.state = State::InKey { escaped: false };
@@ -417,9 +439,11 @@ impl<M: NameMapper> JsonRewriter<M> {
 
     /// What a value in the current slot is, given the enclosing frame and key.
     fn slot(&self) -> (Option<Field>, Role) {
+        let request = self.profile == Profile::Request;
         match (self.top().map(|f| f.role), self.key) {
-            (Some(Role::Top), KeyClass::Model) => (Some(Field::Model), Role::Plain),
-            (Some(Role::Top), KeyClass::FallbackList) => (None, Role::FallbackList),
+            (Some(Role::Top | Role::Wrapper), KeyClass::Model) => (Some(Field::Model), Role::Plain),
+            (Some(Role::Top), KeyClass::FallbackList) if request => (None, Role::FallbackList),
+            (Some(Role::Top), KeyClass::Wrapper) if !request => (None, Role::Wrapper),
             (Some(Role::FallbackList), _) => (Some(Field::Fallback), Role::FallbackObject),
             (Some(Role::FallbackObject), KeyClass::Model) => (Some(Field::Fallback), Role::Plain),
             _ => (None, Role::Plain),
@@ -443,7 +467,9 @@ impl<M: NameMapper> JsonRewriter<M> {
             b'{' | b'[' => {
                 let object = b == b'{';
                 let role = match (child, object) {
-                    (Role::FallbackList, false) | (Role::FallbackObject, true) => child,
+                    (Role::FallbackList, false) | (Role::FallbackObject | Role::Wrapper, true) => {
+                        child
+                    }
                     _ => Role::Plain,
                 };
                 if self.stack.len() >= MAX_DEPTH {

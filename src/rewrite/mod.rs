@@ -4,7 +4,8 @@
 pub mod body;
 pub mod json;
 pub mod names;
+pub mod restore;
 
 pub use body::BodyRewriter;
-pub use json::{Field, JsonRewriter, NameMapper};
+pub use json::{Field, JsonRewriter, NameMapper, Profile};
 pub use names::Names;

@@ -34,6 +34,9 @@ pub struct Names {
     /// The last top-level `model` seen: (requested, sent). Last, because the gateway's
     /// JSON parser keeps the last of duplicate keys.
     pub model: Option<(String, String)>,
+    /// Every (sent, requested) pair of the top-level `model`, each name of a list on its
+    /// own: what responses are restored from.
+    pub restores: Vec<(String, String)>,
 }
 
 impl Names {
@@ -44,6 +47,7 @@ impl Names {
             applied: Vec::new(),
             count: 0,
             model: None,
+            restores: Vec::new(),
         }
     }
 
@@ -58,6 +62,9 @@ impl Names {
             return None;
         }
         self.count += 1;
+        if field == Field::Model && self.restores.len() < MAX_ITEMISED {
+            self.restores.push((r.target.to_string(), name.to_string()));
+        }
         if self.applied.len() < MAX_ITEMISED {
             self.applied.push(Applied {
                 field,
@@ -99,6 +106,9 @@ impl NameMapper for Names {
         match field {
             Field::Model => {
                 let new = self.map_model(name);
+                if let Some(list) = new.as_ref().filter(|_| name.contains(',')) {
+                    self.restores.push((list.clone(), name.to_string()));
+                }
                 let sent = new.clone().unwrap_or_else(|| name.to_string());
                 self.model = Some((name.to_string(), sent));
                 new

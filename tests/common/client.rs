@@ -112,6 +112,30 @@ impl Client {
         }
     }
 
+    /// Reads a response head, then the chunked body piece by piece, calling `each` with
+    /// every piece as it arrives (for timing streams). Returns the status.
+    pub fn read_streaming(&mut self, mut each: impl FnMut(&[u8])) -> u16 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut self.reader, &mut line).expect("status line");
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        read_headers(&mut self.reader).expect("headers");
+        loop {
+            let mut size = String::new();
+            std::io::BufRead::read_line(&mut self.reader, &mut size).expect("chunk size");
+            let size = usize::from_str_radix(size.trim(), 16).expect("hex size");
+            let mut data = vec![0; size + 2];
+            self.reader.read_exact(&mut data).expect("chunk");
+            if size == 0 {
+                return status;
+            }
+            each(&data[..size]);
+        }
+    }
+
     /// Reads the final response, skipping interim 1xx responses (100 Continue).
     pub fn read_response(&mut self) -> Response {
         loop {

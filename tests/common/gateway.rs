@@ -34,12 +34,48 @@ impl Recorded {
     }
 }
 
-/// What the fake gateway answers.
-#[derive(Clone)]
+/// What the fake gateway answers. With `chunks`, the body is sent chunked, one chunk
+/// every `interval` (a slow stream); otherwise `body` with a Content-Length.
+#[derive(Clone, Default)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    pub chunks: Vec<Vec<u8>>,
+    pub interval: std::time::Duration,
+}
+
+impl Reply {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.into(),
+            ..Reply::default()
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn stream(
+        content_type: &str,
+        chunks: Vec<Vec<u8>>,
+        interval: std::time::Duration,
+    ) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), content_type.into()),
+                ("transfer-encoding".into(), "chunked".into()),
+            ],
+            chunks,
+            interval,
+            ..Reply::default()
+        }
+    }
 }
 
 type Responder = dyn Fn(&Recorded) -> Reply + Send + Sync;
@@ -49,17 +85,17 @@ pub struct FakeGateway {
     recorded: Arc<Mutex<Vec<Recorded>>>,
 }
 
-fn echo(req: &Recorded) -> Reply {
-    let model = serde_json::from_slice::<serde_json::Value>(&req.body)
+/// The `model` a request body carried, as the gateway saw it.
+pub fn model_of(req: &Recorded) -> String {
+    serde_json::from_slice::<serde_json::Value>(&req.body)
         .ok()
-        .and_then(|v| v.get("model").cloned())
-        .unwrap_or(serde_json::Value::Null);
-    let body = serde_json::json!({"object": "chat.completion", "model": model}).to_string();
-    Reply {
-        status: 200,
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: body.into_bytes(),
-    }
+        .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn echo(req: &Recorded) -> Reply {
+    let body = serde_json::json!({"object": "chat.completion", "model": model_of(req)}).to_string();
+    Reply::new(200, "application/json", body)
 }
 
 impl FakeGateway {
@@ -121,6 +157,16 @@ fn serve(stream: TcpStream, id: usize, rec: Arc<Mutex<Vec<Recorded>>>, responder
         }
         head.push_str("\r\n");
         if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&reply.body).is_err() {
+            return;
+        }
+        for chunk in &reply.chunks {
+            let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+            if writer.write_all(&framed).is_err() {
+                return;
+            }
+            thread::sleep(reply.interval);
+        }
+        if !reply.chunks.is_empty() && writer.write_all(b"0\r\n\r\n").is_err() {
             return;
         }
     }

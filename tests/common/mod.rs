@@ -8,7 +8,7 @@ pub mod gateway;
 pub mod proxy;
 
 pub use client::{Client, Framing, Response};
-pub use gateway::{FakeGateway, Recorded, Reply};
+pub use gateway::{FakeGateway, Recorded, Reply, model_of};
 pub use proxy::Proxy;
 
 /// sha256("sk-team-abc") etc. are computed at runtime by the proxy guard's helper.

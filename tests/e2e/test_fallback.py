@@ -184,25 +184,30 @@ def test_modelmap_alias_succeeds(http, modelmap_url, provider_log):
 
 
 # --- response restoring -------------------------------------------------------------
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="response restore not implemented yet (issue 5)")
-def test_response_model_is_not_internal_name(http, modelmap_url):
-    """The client must never see `model_name_team-abc_…`, in JSON or in any SSE chunk.
+def test_response_model_is_the_requested_name_never_the_internal_one(http, modelmap_url):
+    """The client never sees `model_name_team-abc_…`, in JSON, in any SSE chunk or in
+    `x-litellm-model-group`.
 
-    After a fallback LiteLLM reports the backup's name, so the leak shows on a healthy team
-    model (`gpt-4.1-mini`, no fallback): LiteLLM stamps the name it received, the internal one.
+    On a healthy team model (`gpt-4.1-mini`) LiteLLM stamps the name it received (the
+    internal one), so modelmap must restore the public name. After a fallback LiteLLM
+    reports the backup's name, which is left as it is.
     """
-    leaks = []
     for model in (stack.PUBLIC_MODEL, stack.PUBLIC_MODEL_OK):
         resp = post_chat(http, modelmap_url, model)
         assert resp.status_code == 200, f"{model}: {describe(resp)}"
         seen = resp.json().get("model")
-        if str(seen).startswith("model_name_"):
-            leaks.append(f"{model} JSON: model={seen!r}")
+        assert not str(seen).startswith("model_name_"), f"{model} JSON: model={seen!r}"
+        group = resp.headers.get("x-litellm-model-group", "")
+        assert not group.startswith("model_name_"), f"{model}: x-litellm-model-group={group!r}"
+        if model == stack.PUBLIC_MODEL_OK:
+            assert seen == model, f"healthy team model: expected {model!r}, got {seen!r}"
 
         resp = post_chat(http, modelmap_url, model, stream=True)
         assert resp.status_code == 200, f"{model} stream: {describe(resp)}"
-        for chunk in chunks_of(sse_data(resp)):
-            if str(chunk.get("model")).startswith("model_name_"):
-                leaks.append(f"{model} SSE chunk: model={chunk.get('model')!r}")
-                break
-    assert not leaks, "internal names reached the client:\n" + "\n".join(leaks)
+        chunks = list(chunks_of(sse_data(resp)))
+        assert chunks, f"{model} stream had no chunks"
+        for chunk in chunks:
+            got = str(chunk.get("model"))
+            assert not got.startswith("model_name_"), f"{model} SSE chunk: model={got!r}"
+            if model == stack.PUBLIC_MODEL_OK:
+                assert got == model, f"{model} SSE chunk: model={got!r}"

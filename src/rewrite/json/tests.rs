@@ -160,3 +160,34 @@ fn unchanged_chunks_are_not_copied() {
         "zero-copy when nothing changes"
     );
 }
+
+#[test]
+fn response_profile_restores_model_message_model_and_response_model_only() {
+    let restore = |_: Field, name: &str| (name == "internal").then(|| "public".to_string());
+    let run = |input: &str| {
+        let mut rw = JsonRewriter::with_profile(restore, Profile::Response);
+        String::from_utf8(rw.feed(&Bytes::from(input.to_string())).to_vec()).expect("utf8")
+    };
+    assert_eq!(
+        run(r#"{"id":"x","model":"internal","choices":[{"delta":{"model":"internal"}}]}"#),
+        r#"{"id":"x","model":"public","choices":[{"delta":{"model":"internal"}}]}"#
+    );
+    assert_eq!(
+        run(r#"{"type":"message_start","message":{"id":"m","model":"internal","content":[]}}"#),
+        r#"{"type":"message_start","message":{"id":"m","model":"public","content":[]}}"#
+    );
+    assert_eq!(
+        run(
+            r#"{"type":"response.created","response":{"model":"internal","output":[{"model":"internal"}]}}"#
+        ),
+        r#"{"type":"response.created","response":{"model":"public","output":[{"model":"internal"}]}}"#
+    );
+    assert_eq!(
+        run(r#"{"model":"other","fallbacks":["internal"]}"#),
+        r#"{"model":"other","fallbacks":["internal"]}"#,
+        "responses have no fallback lists"
+    );
+    let mut request = JsonRewriter::new(restore);
+    let body = Bytes::from_static(br#"{"message":{"model":"internal"}}"#);
+    assert_eq!(request.feed(&body), body, "requests have no message.model");
+}

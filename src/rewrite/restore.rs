@@ -1,0 +1,299 @@
+//! Putting the requested name back into responses, so callers never see internal names.
+//!
+//! Responses are restored from the (sent, requested) pairs recorded while the request
+//! was rewritten, never from an inverted mapping: several names may map to one target,
+//! and only the caller knows which one it used. Only values equal to a sent name change;
+//! a different value (a provider model reported after a fallback) stays as it is.
+//!
+//! - JSON bodies: the top-level `model`, streamed like requests.
+//! - Server-sent events: each complete line is forwarded at once; a `data:` line that
+//!   contains a sent name is restored (`model`, `message.model`, `response.model`).
+//!   Only an incomplete last line is ever held, so no event is delayed.
+//! - Errors (4xx/5xx): buffered up to [`MAX_BUFFERED`] and every occurrence of a sent
+//!   name is replaced, because gateway error messages quote the model they failed on.
+//! - Model lists (`GET /v1/models`): see [`models_list`].
+//!
+//! Anything larger than its bound passes through unchanged rather than being held.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use memchr::{memmem, memrchr};
+
+use super::json::{Field, JsonRewriter, NameMapper, Profile};
+use crate::mapping::Mapping;
+
+/// Largest error or model-list body that is buffered for restoring.
+pub const MAX_BUFFERED: usize = 4 * 1024 * 1024;
+/// Longest stream line held while waiting for its end.
+const MAX_LINE: usize = 1024 * 1024;
+
+/// (sent, requested) pairs of one request.
+#[derive(Debug, Clone, Default)]
+pub struct Pairs(Arc<Vec<(String, String)>>);
+
+impl Pairs {
+    pub fn new(pairs: Vec<(String, String)>) -> Pairs {
+        Pairs(Arc::new(pairs))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The requested name for a sent one.
+    pub fn requested(&self, sent: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(s, _)| s == sent)
+            .map(|(_, r)| r.as_str())
+    }
+
+    fn occurs_in(&self, bytes: &[u8]) -> bool {
+        self.0
+            .iter()
+            .any(|(s, _)| memmem::find(bytes, s.as_bytes()).is_some())
+    }
+}
+
+impl NameMapper for Pairs {
+    fn map(&mut self, field: Field, name: &str) -> Option<String> {
+        (field == Field::Model)
+            .then(|| self.requested(name))
+            .flatten()
+            .map(str::to_string)
+    }
+}
+
+/// A response body being restored.
+pub enum Restorer {
+    Json(JsonRewriter<Pairs>),
+    Stream(StreamRestorer),
+    Error(Buffered<Pairs>),
+    Models(Buffered<ModelsList>),
+}
+
+impl Restorer {
+    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool) -> Bytes {
+        let chunk = chunk.unwrap_or_default();
+        match self {
+            Restorer::Json(rw) => {
+                let out = rw.feed(&chunk);
+                if end { join(out, rw.finish()) } else { out }
+            }
+            Restorer::Stream(s) => s.feed(chunk, end),
+            Restorer::Error(b) => b.feed(chunk, end),
+            Restorer::Models(b) => b.feed(chunk, end),
+        }
+    }
+}
+
+fn join(a: Bytes, b: Bytes) -> Bytes {
+    if b.is_empty() {
+        return a;
+    }
+    let mut buf = BytesMut::with_capacity(a.len() + b.len());
+    buf.extend_from_slice(&a);
+    buf.extend_from_slice(&b);
+    buf.freeze()
+}
+
+/// Server-sent events, restored line by line.
+pub struct StreamRestorer {
+    pairs: Pairs,
+    partial: BytesMut,
+}
+
+impl StreamRestorer {
+    pub fn new(pairs: Pairs) -> StreamRestorer {
+        StreamRestorer {
+            pairs,
+            partial: BytesMut::new(),
+        }
+    }
+
+    fn feed(&mut self, chunk: Bytes, end: bool) -> Bytes {
+        let split = if end {
+            Some(chunk.len())
+        } else {
+            memrchr(b'\n', &chunk).map(|i| i + 1)
+        };
+        let Some(split) = split else {
+            // No line ends here: hold the piece, unless the line is absurdly long.
+            self.partial.extend_from_slice(&chunk);
+            if self.partial.len() > MAX_LINE {
+                return self.partial.split().freeze();
+            }
+            return Bytes::new();
+        };
+        let complete = if self.partial.is_empty() {
+            chunk.slice(..split)
+        } else {
+            self.partial.extend_from_slice(&chunk[..split]);
+            self.partial.split().freeze()
+        };
+        self.partial.extend_from_slice(&chunk[split..]);
+        if !self.pairs.occurs_in(&complete) {
+            return complete;
+        }
+        let mut out = BytesMut::with_capacity(complete.len());
+        for line in complete.split_inclusive(|&b| b == b'\n') {
+            self.restore_line(line, &mut out);
+        }
+        out.freeze()
+    }
+
+    fn restore_line(&self, line: &[u8], out: &mut BytesMut) {
+        let Some(payload) = line.strip_prefix(b"data:") else {
+            out.extend_from_slice(line);
+            return;
+        };
+        if !self.pairs.occurs_in(payload) {
+            out.extend_from_slice(line);
+            return;
+        }
+        out.extend_from_slice(b"data:");
+        let mut rw = JsonRewriter::with_profile(self.pairs.clone(), Profile::Response);
+        let start = payload
+            .iter()
+            .position(|b| *b != b' ')
+            .unwrap_or(payload.len());
+        let end = payload
+            .iter()
+            .rposition(|b| !b"\r\n".contains(b))
+            .map_or(start, |i| i + 1)
+            .max(start);
+        out.extend_from_slice(&payload[..start]);
+        out.extend_from_slice(&rw.feed(&Bytes::copy_from_slice(&payload[start..end])));
+        out.extend_from_slice(&rw.finish());
+        out.extend_from_slice(&payload[end..]);
+    }
+}
+
+/// What to do with a whole buffered body.
+pub trait Transform {
+    /// The new body, or `None` to send the original.
+    fn apply(&self, body: &[u8]) -> Option<Vec<u8>>;
+}
+
+impl Transform for Pairs {
+    /// Replaces every occurrence of a sent name, as it appears inside a JSON string.
+    fn apply(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let mut out = body.to_vec();
+        let mut pairs: Vec<&(String, String)> = self.0.iter().collect();
+        // Longer names first, so one name that contains another is replaced whole.
+        pairs.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        for (sent, requested) in pairs {
+            let (from, to) = (json_inner(sent), json_inner(requested));
+            if from.is_empty() || memmem::find(&out, from.as_bytes()).is_none() {
+                continue;
+            }
+            let mut next = Vec::with_capacity(out.len());
+            let mut rest = &out[..];
+            while let Some(i) = memmem::find(rest, from.as_bytes()) {
+                next.extend_from_slice(&rest[..i]);
+                next.extend_from_slice(to.as_bytes());
+                rest = &rest[i + from.len()..];
+            }
+            next.extend_from_slice(rest);
+            out = next;
+        }
+        Some(out)
+    }
+}
+
+/// A name as it is written inside a JSON string (escaped, without quotes).
+fn json_inner(name: &str) -> String {
+    let quoted = serde_json::to_string(name).unwrap_or_default();
+    quoted
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A body held whole (up to [`MAX_BUFFERED`]) and transformed at its end.
+pub struct Buffered<T> {
+    transform: T,
+    buf: BytesMut,
+    gave_up: bool,
+}
+
+impl<T: Transform> Buffered<T> {
+    pub fn new(transform: T) -> Buffered<T> {
+        Buffered {
+            transform,
+            buf: BytesMut::new(),
+            gave_up: false,
+        }
+    }
+
+    fn feed(&mut self, chunk: Bytes, end: bool) -> Bytes {
+        if self.gave_up {
+            return chunk;
+        }
+        self.buf.extend_from_slice(&chunk);
+        if self.buf.len() > MAX_BUFFERED {
+            self.gave_up = true;
+            return self.buf.split().freeze();
+        }
+        if !end {
+            return Bytes::new();
+        }
+        let body = self.buf.split().freeze();
+        match self.transform.apply(&body) {
+            Some(new) => Bytes::from(new),
+            None => body,
+        }
+    }
+}
+
+/// `GET /v1/models` for one caller: the names it may request instead of internal names.
+///
+/// Entries whose id is any team's internal name are removed; each of the caller's team
+/// names and exact global aliases is listed (a copy of the entry of the model it is
+/// sent as, with the requested name as id) when that model is in the gateway's list for
+/// this key. Every other entry is left as the gateway sent it.
+pub struct ModelsList {
+    pub mapping: Arc<Mapping>,
+    pub team: Option<String>,
+}
+
+impl Transform for ModelsList {
+    fn apply(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let mut doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let data = doc.get_mut("data")?.as_array_mut()?;
+        let id_of =
+            |e: &serde_json::Value| e.get("id").and_then(|v| v.as_str()).map(str::to_string);
+        let listed: Vec<serde_json::Value> = std::mem::take(data);
+        let by_id = |id: &str| listed.iter().find(|e| id_of(e).as_deref() == Some(id));
+        let mut out: Vec<serde_json::Value> = Vec::with_capacity(listed.len());
+        let mut seen = std::collections::HashSet::new();
+        let mut push = |out: &mut Vec<serde_json::Value>, entry: serde_json::Value, id: String| {
+            if seen.insert(id) {
+                out.push(entry);
+            }
+        };
+        for entry in &listed {
+            let Some(id) = id_of(entry) else {
+                out.push(entry.clone());
+                continue;
+            };
+            if self.mapping.owner_of(&id).is_none() {
+                push(&mut out, entry.clone(), id);
+            }
+        }
+        for (name, target) in self.mapping.listable(self.team.as_deref()) {
+            if let Some(entry) = by_id(target) {
+                let mut copy = entry.clone();
+                copy["id"] = serde_json::Value::from(name);
+                push(&mut out, copy, name.to_string());
+            }
+        }
+        *doc.get_mut("data")?.as_array_mut()? = out;
+        serde_json::to_vec(&doc).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests;
