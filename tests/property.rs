@@ -9,7 +9,8 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use modelmap::mapping::Mapping;
-use modelmap::rewrite::{BodyRewriter, Names};
+use modelmap::rewrite::restore::{Pairs, Restorer, StreamRestorer};
+use modelmap::rewrite::{BodyRewriter, JsonRewriter, Names, Profile};
 use proptest::prelude::*;
 
 use common::{FakeGateway, Framing, Proxy, key_digest};
@@ -23,8 +24,11 @@ fn mapping_text() -> String {
     )
 }
 
-/// Names the generator uses, and what each becomes as a `model` / as a fallback entry.
-const NAMES: [(&str, Option<&str>, Option<&str>); 6] = [
+/// A name, and what it becomes as a `model` / as a fallback entry.
+type Named = (&'static str, Option<&'static str>, Option<&'static str>);
+
+/// Names the generator uses in requests.
+const NAMES: [Named; 6] = [
     (
         "gpt-4.1",
         Some("model_name_team-abc_1"),
@@ -48,6 +52,26 @@ const NAMES: [(&str, Option<&str>, Option<&str>); 6] = [
     ),
     ("", None, None),
 ];
+
+/// Names in responses: only what modelmap sent is restored, and only as a `model`.
+const RESPONSE_NAMES: [Named; 6] = [
+    ("model_name_team-abc_1", Some("gpt-4.1"), None),
+    ("model_name_team-abc_claude\"q", Some("claude-3-opus"), None),
+    ("backup-ok", None, None),
+    ("gpt-4.1", None, None),
+    ("model_name_team-abc_1,x", None, None),
+    ("", None, None),
+];
+
+fn response_pairs() -> Pairs {
+    Pairs::new(vec![
+        ("model_name_team-abc_1".into(), "gpt-4.1".into()),
+        (
+            "model_name_team-abc_claude\"q".into(),
+            "claude-3-opus".into(),
+        ),
+    ])
+}
 
 #[derive(Debug, Clone)]
 enum J {
@@ -73,6 +97,8 @@ fn key() -> impl Strategy<Value = String> {
         3 => Just("model".to_string()),
         1 => Just("fallbacks".to_string()),
         1 => Just("context_window_fallbacks".to_string()),
+        1 => Just("message".to_string()),
+        1 => Just("response".to_string()),
         3 => "\\PC{0,8}",
     ]
 }
@@ -115,6 +141,7 @@ enum Slot {
     Fallback,
     FallbackList,
     FallbackObject,
+    Wrapper,
     Top,
 }
 
@@ -141,6 +168,8 @@ fn ws(style: u8) -> &'static str {
 struct Doc {
     input: String,
     expect: String,
+    names: &'static [Named],
+    response: bool,
 }
 
 impl Doc {
@@ -151,7 +180,8 @@ impl Doc {
 
     fn string(&mut self, s: &str, escape: bool, slot: Slot) {
         let original = quote(s, escape);
-        let mapped = NAMES
+        let mapped = self
+            .names
             .iter()
             .find(|(n, _, _)| *n == s)
             .and_then(|(_, m, f)| match slot {
@@ -181,7 +211,9 @@ impl Doc {
             J::Bool(b) => self.both(if *b { "true" } else { "false" }),
             J::Num(n) => self.both(n),
             J::Str(s, e) => self.string(s, *e, scalar_slot(slot)),
-            J::Name(i, e) => self.string(NAMES[*i].0, *e, scalar_slot(slot)),
+            J::Name(i, e) => {
+                self.string(self.names[*i % self.names.len()].0, *e, scalar_slot(slot))
+            }
             J::Arr(items, w) => {
                 let child = if slot == Slot::FallbackList {
                     Slot::Fallback
@@ -212,12 +244,17 @@ impl Doc {
                     self.both(ws(*w));
                     self.both(":");
                     self.both(ws(*w));
-                    let s = match (slot, k.as_str(), v) {
-                        (Slot::Top, "model", _) => Slot::Model,
-                        (Slot::Top, "fallbacks" | "context_window_fallbacks", J::Arr(..)) => {
-                            Slot::FallbackList
-                        }
-                        (Slot::FallbackObject, "model", _) => Slot::Fallback,
+                    let s = match (slot, k.as_str(), v, self.response) {
+                        (Slot::Top, "model", _, _) => Slot::Model,
+                        (
+                            Slot::Top,
+                            "fallbacks" | "context_window_fallbacks",
+                            J::Arr(..),
+                            false,
+                        ) => Slot::FallbackList,
+                        (Slot::FallbackObject, "model", _, false) => Slot::Fallback,
+                        (Slot::Top, "message" | "response", J::Obj(..), true) => Slot::Wrapper,
+                        (Slot::Wrapper, "model", _, true) => Slot::Model,
                         _ => Slot::Plain,
                     };
                     self.value(v, s);
@@ -229,10 +266,20 @@ impl Doc {
     }
 }
 
-fn render((top, pad): &(J, bool)) -> (String, String) {
+fn render(body: &(J, bool)) -> (String, String) {
+    render_with(body, &NAMES, false)
+}
+
+fn render_with(
+    (top, pad): &(J, bool),
+    names: &'static [Named],
+    response: bool,
+) -> (String, String) {
     let mut doc = Doc {
         input: String::new(),
         expect: String::new(),
+        names,
+        response,
     };
     let top = match (top, pad) {
         (J::Obj(members, w), true) => {
@@ -276,6 +323,46 @@ proptest! {
         let parsed: serde_json::Value = serde_json::from_slice(&out).expect("output is JSON");
         let expected: serde_json::Value = serde_json::from_str(&expect).expect("expected is JSON");
         prop_assert_eq!(parsed, expected);
+    }
+}
+
+fn restore(mut r: Restorer, input: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut last = 0;
+    for &cut in cuts {
+        out.extend_from_slice(&r.feed(Some(Bytes::copy_from_slice(&input[last..cut])), false));
+        last = cut;
+    }
+    out.extend_from_slice(&r.feed(Some(Bytes::copy_from_slice(&input[last..])), true));
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn json_responses_change_exactly_the_restored_values(doc in body(), raw_cuts in prop::collection::vec(any::<usize>(), 0..8)) {
+        let (input, expect) = render_with(&doc, &RESPONSE_NAMES, true);
+        let r = Restorer::Json(JsonRewriter::with_profile(response_pairs(), Profile::Response));
+        let out = restore(r, input.as_bytes(), &cuts(input.len(), &raw_cuts));
+        prop_assert_eq!(String::from_utf8_lossy(&out), expect.as_str());
+    }
+
+    #[test]
+    fn stream_events_change_exactly_the_restored_values(docs in prop::collection::vec(body(), 1..5), raw_cuts in prop::collection::vec(any::<usize>(), 0..12)) {
+        let (mut input, mut expect) = (String::new(), String::new());
+        for doc in &docs {
+            // One line per event, as gateways send them: no line breaks in the JSON.
+            let (i, e) = render_with(&(doc.0.clone(), false), &RESPONSE_NAMES, true);
+            let (i, e) = (i.replace(['\n', '\r'], " "), e.replace(['\n', '\r'], " "));
+            input.push_str(&format!("data: {i}\n\n"));
+            expect.push_str(&format!("data: {e}\n\n"));
+        }
+        input.push_str("data: [DONE]\n\n");
+        expect.push_str("data: [DONE]\n\n");
+        let r = Restorer::Stream(StreamRestorer::new(response_pairs()));
+        let out = restore(r, input.as_bytes(), &cuts(input.len(), &raw_cuts));
+        prop_assert_eq!(String::from_utf8_lossy(&out), expect.as_str());
     }
 }
 

@@ -8,7 +8,8 @@
 //! - JSON bodies: the top-level `model`, streamed like requests.
 //! - Server-sent events: each complete line is forwarded at once; a `data:` line that
 //!   contains a sent name is restored (`model`, `message.model`, `response.model`).
-//!   Only an incomplete last line is ever held, so no event is delayed.
+//!   Only an incomplete last line is ever held, so no event is delayed. Lines with
+//!   neither a sent name nor an escape are passed on without being scanned.
 //! - Errors (4xx/5xx): buffered up to [`MAX_BUFFERED`] and every occurrence of a sent
 //!   name is replaced, because gateway error messages quote the model they failed on.
 //! - Model lists (`GET /v1/models`): see [`models_list`].
@@ -49,10 +50,14 @@ impl Pairs {
             .map(|(_, r)| r.as_str())
     }
 
-    fn occurs_in(&self, bytes: &[u8]) -> bool {
-        self.0
-            .iter()
-            .any(|(s, _)| memmem::find(bytes, s.as_bytes()).is_some())
+    /// Whether `bytes` may hold a sent name: it does literally, or it has an escape
+    /// (a JSON string can spell any name with `\u` escapes).
+    fn may_occur_in(&self, bytes: &[u8]) -> bool {
+        memchr::memchr(b'\\', bytes).is_some()
+            || self
+                .0
+                .iter()
+                .any(|(s, _)| memmem::find(bytes, s.as_bytes()).is_some())
     }
 }
 
@@ -133,7 +138,7 @@ impl StreamRestorer {
             self.partial.split().freeze()
         };
         self.partial.extend_from_slice(&chunk[split..]);
-        if !self.pairs.occurs_in(&complete) {
+        if !self.pairs.may_occur_in(&complete) {
             return complete;
         }
         let mut out = BytesMut::with_capacity(complete.len());
@@ -148,7 +153,7 @@ impl StreamRestorer {
             out.extend_from_slice(line);
             return;
         };
-        if !self.pairs.occurs_in(payload) {
+        if !self.pairs.may_occur_in(payload) {
             out.extend_from_slice(line);
             return;
         }
