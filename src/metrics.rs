@@ -68,8 +68,8 @@ impl Metrics {
         )?;
         let rewrites = counter(
             "modelmap_rewrites_total",
-            "Model names rewritten, by team, matched rule and target (values from the mapping file, else `other`).",
-            &["team", "from", "to"],
+            "Model names rewritten, by team, place in the request (body, fallback, path, query, form, batch), matched rule and target (values from the mapping file, else `other`).",
+            &["team", "place", "from", "to"],
         )?;
         let upstream_responses = counter(
             "modelmap_upstream_responses_total",

@@ -38,8 +38,10 @@ use crate::error::openai_error_body;
 use crate::identity::{self, Caller};
 use crate::mapping::Mapping;
 use crate::metrics::{Metrics, Outcome, status_class};
+use crate::request::{self, RequestBody};
+use crate::rewrite::names::Place;
 use crate::rewrite::restore::{Buffered, ModelsList, Pairs, Restorer, StreamRestorer};
-use crate::rewrite::{BodyRewriter, JsonRewriter, Names, Profile};
+use crate::rewrite::{JsonRewriter, Names, Profile};
 use crate::route::Family;
 use crate::store::Store;
 
@@ -92,30 +94,14 @@ pub struct Ctx {
     models_list: bool,
     restorer: Option<Restorer>,
     caller: Option<Caller>,
-    body: Option<BodyRewriter<Names>>,
+    /// Every name the request carries is mapped through this one record.
+    names: Option<Names>,
+    body: Option<RequestBody>,
+    /// The path and query to send upstream, when the URL names a model that maps.
+    uri: Option<String>,
     upstream_status: Option<u16>,
     rejected: bool,
     _in_flight: InFlight,
-}
-
-/// Whether the request carries a body that could name a model (JSON or unknown type).
-fn rewritable_body(req: &RequestHeader) -> bool {
-    let headers = &req.headers;
-    let has_body = headers.contains_key(TRANSFER_ENCODING)
-        || headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|n| n > 0);
-    let multipart = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/")
-        });
-    has_body && !multipart
 }
 
 #[async_trait]
@@ -130,7 +116,9 @@ impl ProxyHttp for ModelMap {
             models_list: false,
             restorer: None,
             caller: None,
+            names: None,
             body: None,
+            uri: None,
             upstream_status: None,
             rejected: false,
             _in_flight: InFlight::new(&self.in_flight),
@@ -148,12 +136,10 @@ impl ProxyHttp for ModelMap {
             path_and_query,
         );
         let caller = identity::identify(&snapshot, key);
-        if rewritable_body(req) {
-            ctx.body = Some(BodyRewriter::new(Names::new(
-                snapshot.clone(),
-                caller.team.clone(),
-            )));
-        }
+        let mut names = Names::new(snapshot.clone(), caller.team.clone());
+        ctx.uri = request::rewrite_uri(path_and_query, &mut names);
+        ctx.body = RequestBody::for_request(req);
+        ctx.names = Some(names);
         ctx.models_list =
             req.method == Method::GET && matches!(req.uri.path(), "/v1/models" | "/models");
         ctx.caller = Some(caller);
@@ -176,11 +162,17 @@ impl ProxyHttp for ModelMap {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(uri) = ctx.uri.as_deref() {
+            let uri = uri
+                .parse::<http::Uri>()
+                .map_err(|e| Error::because(ErrorType::InternalError, "rewritten URI", e))?;
+            upstream.set_uri(uri);
+        }
         if ctx.body.is_some() {
             upstream.remove_header(&CONTENT_LENGTH);
             upstream.insert_header(TRANSFER_ENCODING, "chunked")?;
         }
-        if ctx.body.is_some() || ctx.models_list {
+        if ctx.body.is_some() || ctx.uri.is_some() || ctx.models_list {
             // The response may need restoring: ask for it uncompressed. The hop is
             // loopback inside the pod, where compression buys nothing.
             upstream.remove_header(&ACCEPT_ENCODING);
@@ -195,8 +187,8 @@ impl ProxyHttp for ModelMap {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(rewriter) = ctx.body.as_mut() {
-            let out = rewriter.feed(body.take(), end_of_stream);
+        if let (Some(rewriter), Some(names)) = (ctx.body.as_mut(), ctx.names.as_mut()) {
+            let out = rewriter.feed(body.take(), end_of_stream, names);
             // An empty Some means "nothing yet"; None would end the upstream body.
             *body = Some(out);
         }
@@ -226,11 +218,12 @@ impl ProxyHttp for ModelMap {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        let reverted = ctx.body.as_ref().is_some_and(RequestBody::reverted);
         let pairs = ctx
-            .body
+            .names
             .as_ref()
-            .filter(|b| !b.reverted())
-            .map(|b| Pairs::new(b.mapper().restores.clone()))
+            .filter(|_| !reverted)
+            .map(|n| Pairs::new(n.restores.clone()))
             .unwrap_or_default();
         if let Some(group) = resp
             .headers
@@ -287,12 +280,18 @@ impl ProxyHttp for ModelMap {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        let names = ctx
-            .body
-            .as_ref()
-            .filter(|b| !b.reverted())
-            .map(BodyRewriter::mapper);
-        let rewrites = ctx.body.as_ref().map_or(0, BodyRewriter::rewrites);
+        // A reverted body reached the gateway as sent: only URL rewrites count then.
+        let reverted = ctx.body.as_ref().is_some_and(RequestBody::reverted);
+        let counted = |p: Place| !reverted || matches!(p, Place::Path | Place::Query);
+        let names = ctx.names.as_ref();
+        let applied: Vec<_> = names
+            .map(|n| n.applied.iter().filter(|a| counted(a.place)).collect())
+            .unwrap_or_default();
+        let rewrites = if reverted {
+            applied.len()
+        } else {
+            names.map_or(0, |n| n.count)
+        };
         let outcome = if ctx.rejected {
             Outcome::Rejected
         } else if e.is_some_and(|e| e.esource() != &ErrorSource::Downstream) {
@@ -310,23 +309,22 @@ impl ProxyHttp for ModelMap {
         m.duration
             .with_label_values(&[family])
             .observe(ctx.start.elapsed().as_secs_f64());
-        if ctx.body.as_ref().is_some_and(BodyRewriter::passthrough) {
+        if ctx.body.as_ref().is_some_and(RequestBody::passthrough) {
             m.body_passthrough.with_label_values(&[family]).inc();
         }
         let caller = ctx.caller.as_ref();
         let team = caller.and_then(|c| c.team.as_deref());
-        if let Some(names) = names {
-            let team_label = team.unwrap_or("other");
-            for a in &names.applied {
-                m.rewrites
-                    .with_label_values(&[team_label, &a.from, &a.to])
-                    .inc();
-            }
+        let team_label = team.filter(|t| ctx.snapshot.has_team(t)).unwrap_or("other");
+        for a in &applied {
+            m.rewrites
+                .with_label_values(&[team_label, a.place.as_str(), &a.from, &a.to])
+                .inc();
         }
 
         let req = session.req_header();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let (requested, sent) = names
+            .filter(|_| !reverted)
             .and_then(|n| n.model.as_ref())
             .map_or(("", ""), |(r, s)| (r.as_str(), s.as_str()));
         tracing::info!(
@@ -388,10 +386,10 @@ fn plan_restore(
     } else if content_type.starts_with("text/event-stream") {
         Some(Restorer::Stream(StreamRestorer::new(pairs)))
     } else if content_type.contains("json") {
-        Some(Restorer::Json(JsonRewriter::with_profile(
+        Some(Restorer::Json(
+            JsonRewriter::with_profile(Profile::Response),
             pairs,
-            Profile::Response,
-        )))
+        ))
     } else {
         None
     }

@@ -301,14 +301,23 @@ fn cuts(len: usize, raw: &[usize]) -> Vec<usize> {
 
 fn rewrite(input: &[u8], cuts: &[usize]) -> Vec<u8> {
     let mapping = Arc::new(Mapping::parse(&mapping_text(), "prop").expect("valid"));
-    let mut rw = BodyRewriter::new(Names::new(mapping, Some("team-abc".into())));
+    let mut rw = BodyRewriter::new();
+    let mut names = Names::new(mapping, Some("team-abc".into()));
     let mut out = Vec::new();
     let mut last = 0;
     for &cut in cuts {
-        out.extend_from_slice(&rw.feed(Some(Bytes::copy_from_slice(&input[last..cut])), false));
+        out.extend_from_slice(&rw.feed(
+            Some(Bytes::copy_from_slice(&input[last..cut])),
+            false,
+            &mut names,
+        ));
         last = cut;
     }
-    out.extend_from_slice(&rw.feed(Some(Bytes::copy_from_slice(&input[last..])), true));
+    out.extend_from_slice(&rw.feed(
+        Some(Bytes::copy_from_slice(&input[last..])),
+        true,
+        &mut names,
+    ));
     out
 }
 
@@ -343,7 +352,7 @@ proptest! {
     #[test]
     fn json_responses_change_exactly_the_restored_values(doc in body(), raw_cuts in prop::collection::vec(any::<usize>(), 0..8)) {
         let (input, expect) = render_with(&doc, &RESPONSE_NAMES, true);
-        let r = Restorer::Json(JsonRewriter::with_profile(response_pairs(), Profile::Response));
+        let r = Restorer::Json(JsonRewriter::with_profile(Profile::Response), response_pairs());
         let out = restore(r, input.as_bytes(), &cuts(input.len(), &raw_cuts));
         prop_assert_eq!(String::from_utf8_lossy(&out), expect.as_str());
     }

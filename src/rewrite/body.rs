@@ -17,8 +17,8 @@ use super::json::{JsonRewriter, NameMapper};
 /// Bytes held back at the start of a body while it is validated.
 pub const WINDOW: usize = 64 * 1024;
 
-pub struct BodyRewriter<M> {
-    json: JsonRewriter<M>,
+pub struct BodyRewriter {
+    json: JsonRewriter,
     /// Input chunks and their rewritten output, while still inside the window.
     originals: Vec<Bytes>,
     rewritten: Vec<Bytes>,
@@ -42,20 +42,16 @@ fn concat(parts: &mut Vec<Bytes>) -> Bytes {
     }
 }
 
-impl<M: NameMapper> BodyRewriter<M> {
-    pub fn new(mapper: M) -> Self {
+impl BodyRewriter {
+    pub fn new() -> Self {
         BodyRewriter {
-            json: JsonRewriter::new(mapper),
+            json: JsonRewriter::new(),
             originals: Vec::new(),
             rewritten: Vec::new(),
             held: 0,
             released: false,
             reverted: false,
         }
-    }
-
-    pub fn mapper(&self) -> &M {
-        self.json.mapper()
     }
 
     /// Values replaced in what was sent (none if the original body was sent instead).
@@ -68,7 +64,7 @@ impl<M: NameMapper> BodyRewriter<M> {
     }
 
     /// Whether the body was sent exactly as received because it proved invalid inside
-    /// the window; what the mapper recorded then did not reach the gateway.
+    /// the window; what the mapper recorded for it then did not reach the gateway.
     pub fn reverted(&self) -> bool {
         self.reverted
     }
@@ -80,9 +76,9 @@ impl<M: NameMapper> BodyRewriter<M> {
     }
 
     /// Consumes one piece of the body; returns what to send upstream now (possibly empty).
-    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool) -> Bytes {
+    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool, mapper: &mut impl NameMapper) -> Bytes {
         let chunk = chunk.unwrap_or_default();
-        let mut out = self.json.feed(&chunk);
+        let mut out = self.json.feed(&chunk, mapper);
         if end {
             let rest = self.json.finish();
             if !rest.is_empty() {
@@ -112,5 +108,11 @@ impl<M: NameMapper> BodyRewriter<M> {
             return concat(&mut self.rewritten);
         }
         Bytes::new()
+    }
+}
+
+impl Default for BodyRewriter {
+    fn default() -> Self {
+        BodyRewriter::new()
     }
 }

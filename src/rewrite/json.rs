@@ -40,6 +40,12 @@ pub trait NameMapper {
     fn map(&mut self, field: Field, name: &str) -> Option<String>;
 }
 
+impl Default for JsonRewriter {
+    fn default() -> Self {
+        JsonRewriter::new()
+    }
+}
+
 impl<F: FnMut(Field, &str) -> Option<String>> NameMapper for F {
     fn map(&mut self, field: Field, name: &str) -> Option<String> {
         self(field, name)
@@ -54,6 +60,8 @@ pub enum Profile {
     /// Responses and stream events: `model`, `message.model` (Anthropic
     /// `message_start`) and `response.model` (Responses API events).
     Response,
+    /// A line of a batch input file: `body.model` only.
+    BatchLine,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +72,8 @@ enum Role {
     FallbackList,
     /// An object element of a fallback array.
     FallbackObject,
-    /// The `message` / `response` object of a response event.
+    /// The object whose `model` is a candidate: `message` / `response` of a response
+    /// event, `body` of a batch line.
     Wrapper,
     /// Anything else: scanned for structure only.
     Plain,
@@ -81,6 +90,7 @@ enum KeyClass {
     Model,
     FallbackList,
     Wrapper,
+    Body,
     Other,
 }
 
@@ -117,8 +127,7 @@ enum State {
 }
 
 /// Streaming rewriter state for one body.
-pub struct JsonRewriter<M> {
-    mapper: M,
+pub struct JsonRewriter {
     profile: Profile,
     state: State,
     stack: Vec<Frame>,
@@ -196,19 +205,19 @@ fn classify_key(raw: &[u8]) -> KeyClass {
         b"model" => KeyClass::Model,
         b"fallbacks" | b"context_window_fallbacks" => KeyClass::FallbackList,
         b"message" | b"response" => KeyClass::Wrapper,
+        b"body" => KeyClass::Body,
         _ => KeyClass::Other,
     }
 }
 
-impl<M: NameMapper> JsonRewriter<M> {
+impl JsonRewriter {
     /// A rewriter for request bodies.
-    pub fn new(mapper: M) -> Self {
-        JsonRewriter::with_profile(mapper, Profile::Request)
+    pub fn new() -> Self {
+        JsonRewriter::with_profile(Profile::Request)
     }
 
-    pub fn with_profile(mapper: M, profile: Profile) -> Self {
+    pub fn with_profile(profile: Profile) -> Self {
         JsonRewriter {
-            mapper,
             profile,
             state: State::Start,
             stack: Vec::new(),
@@ -219,10 +228,6 @@ impl<M: NameMapper> JsonRewriter<M> {
             held: Vec::new(),
             rewrites: 0,
         }
-    }
-
-    pub fn mapper(&self) -> &M {
-        &self.mapper
     }
 
     /// Number of values replaced so far.
@@ -241,7 +246,7 @@ impl<M: NameMapper> JsonRewriter<M> {
     }
 
     /// Consumes one chunk and returns the bytes to send on.
-    pub fn feed(&mut self, chunk: &Bytes) -> Bytes {
+    pub fn feed(&mut self, chunk: &Bytes, mapper: &mut impl NameMapper) -> Bytes {
         let mut out = Out {
             chunk,
             pieces: Vec::new(),
@@ -286,7 +291,7 @@ impl<M: NameMapper> JsonRewriter<M> {
                     }
                     self.state = State::AfterValue;
                     if held {
-                        self.end_candidate(&mut out, hold_start.take(), at + 1);
+                        self.end_candidate(&mut out, hold_start.take(), at + 1, mapper);
                     }
                     self.value_done();
                 }
@@ -439,11 +444,18 @@ impl<M: NameMapper> JsonRewriter<M> {
 
     /// What a value in the current slot is, given the enclosing frame and key.
     fn slot(&self) -> (Option<Field>, Role) {
-        let request = self.profile == Profile::Request;
+        let profile = self.profile;
+        let batch = profile == Profile::BatchLine;
         match (self.top().map(|f| f.role), self.key) {
-            (Some(Role::Top | Role::Wrapper), KeyClass::Model) => (Some(Field::Model), Role::Plain),
-            (Some(Role::Top), KeyClass::FallbackList) if request => (None, Role::FallbackList),
-            (Some(Role::Top), KeyClass::Wrapper) if !request => (None, Role::Wrapper),
+            (Some(Role::Wrapper), KeyClass::Model) => (Some(Field::Model), Role::Plain),
+            (Some(Role::Top), KeyClass::Model) if !batch => (Some(Field::Model), Role::Plain),
+            (Some(Role::Top), KeyClass::FallbackList) if profile == Profile::Request => {
+                (None, Role::FallbackList)
+            }
+            (Some(Role::Top), KeyClass::Wrapper) if profile == Profile::Response => {
+                (None, Role::Wrapper)
+            }
+            (Some(Role::Top), KeyClass::Body) if batch => (None, Role::Wrapper),
             (Some(Role::FallbackList), _) => (Some(Field::Fallback), Role::FallbackObject),
             (Some(Role::FallbackObject), KeyClass::Model) => (Some(Field::Fallback), Role::Plain),
             _ => (None, Role::Plain),
@@ -532,7 +544,13 @@ impl<M: NameMapper> JsonRewriter<M> {
     }
 
     /// A candidate string ended at `end` (exclusive, closing quote included).
-    fn end_candidate(&mut self, out: &mut Out<'_>, start_here: Option<usize>, end: usize) {
+    fn end_candidate(
+        &mut self,
+        out: &mut Out<'_>,
+        start_here: Option<usize>,
+        end: usize,
+        mapper: &mut impl NameMapper,
+    ) {
         let chunk = out.chunk.clone();
         let raw: &[u8] = match start_here {
             Some(start) => &chunk[start..end],
@@ -544,7 +562,7 @@ impl<M: NameMapper> JsonRewriter<M> {
         let replacement = (raw.len() <= MAX_NAME_LEN)
             .then(|| serde_json::from_slice::<String>(raw).ok())
             .flatten()
-            .and_then(|name| self.mapper.map(self.field, &name))
+            .and_then(|name| mapper.map(self.field, &name))
             .and_then(|new| serde_json::to_vec(&new).ok());
         match (replacement, start_here) {
             (Some(new), start) => {

@@ -3,7 +3,9 @@
 
 pub mod body;
 pub mod json;
+pub mod multipart;
 pub mod names;
+pub mod path;
 pub mod restore;
 
 pub use body::BodyRewriter;

@@ -1,21 +1,59 @@
 //! Applying a [`Mapping`] to the names found in a request, and remembering what changed.
 //!
-//! The requested and sent names of the top-level `model` are kept per request so
-//! responses can be restored from them (several names may map to one target, so an
-//! inverted map could not tell which one the caller used).
+//! One `Names` serves every place a request names a model (body, path, query, form
+//! field, batch lines), so all of them are mapped from the same snapshot for the same
+//! caller and stay consistent. The requested and sent names of the request's own model
+//! are kept so responses can be restored from them (several names may map to one
+//! target, so an inverted map could not tell which one the caller used).
 
 use std::sync::Arc;
 
 use super::json::{Field, NameMapper};
 use crate::mapping::Mapping;
 
-/// At most this many rewrites of one request are itemised (for metrics); more are counted.
+/// At most this many rewrites of one request are itemised (metrics, restores); more are
+/// counted.
 const MAX_ITEMISED: usize = 32;
+
+/// Where in a request a model name was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// The top-level `model` of a JSON body.
+    Body,
+    /// An entry of `fallbacks` / `context_window_fallbacks`.
+    Fallback,
+    /// The URL path (Azure deployments, engines, Gemini models).
+    Path,
+    /// The `?model=` query parameter (realtime).
+    Query,
+    /// The `model` field of a multipart form.
+    Form,
+    /// `body.model` of a line in an uploaded batch file.
+    Batch,
+}
+
+impl Place {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Place::Body => "body",
+            Place::Fallback => "fallback",
+            Place::Path => "path",
+            Place::Query => "query",
+            Place::Form => "form",
+            Place::Batch => "batch",
+        }
+    }
+
+    /// Whether the name is the model the response will be about.
+    fn is_request_model(self) -> bool {
+        matches!(self, Place::Body | Place::Path | Place::Query | Place::Form)
+    }
+}
 
 /// One applied rule, labelled only with text from the mapping file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
-    pub field: Field,
+    pub place: Place,
     /// The rule's name or pattern as written in the file.
     pub from: String,
     /// The name sent to the gateway.
@@ -31,10 +69,10 @@ pub struct Names {
     pub applied: Vec<Applied>,
     /// Every value replaced, itemised or not.
     pub count: usize,
-    /// The last top-level `model` seen: (requested, sent). Last, because the gateway's
-    /// JSON parser keeps the last of duplicate keys.
+    /// The last request model seen: (requested, sent). Last, because the gateway's JSON
+    /// parser keeps the last of duplicate keys.
     pub model: Option<(String, String)>,
-    /// Every (sent, requested) pair of the top-level `model`, each name of a list on its
+    /// Every (sent, requested) pair of the request's model, each name of a list on its
     /// own: what responses are restored from.
     pub restores: Vec<(String, String)>,
 }
@@ -56,18 +94,18 @@ impl Names {
     }
 
     /// Maps one name; records the rule if one applies and changes it.
-    pub fn map_one(&mut self, field: Field, name: &str) -> Option<String> {
+    fn map_one(&mut self, place: Place, name: &str) -> Option<String> {
         let r = self.mapping.resolve(self.team.as_deref(), name)?;
         if r.target == name {
             return None;
         }
         self.count += 1;
-        if field == Field::Model && self.restores.len() < MAX_ITEMISED {
+        if place.is_request_model() && self.restores.len() < MAX_ITEMISED {
             self.restores.push((r.target.to_string(), name.to_string()));
         }
         if self.applied.len() < MAX_ITEMISED {
             self.applied.push(Applied {
-                field,
+                place,
                 from: r.from_key().to_string(),
                 to: r.target.to_string(),
             });
@@ -75,46 +113,63 @@ impl Names {
         Some(r.target.to_string())
     }
 
-    /// Maps a `model` value, which may list several models separated by commas.
-    fn map_model(&mut self, name: &str) -> Option<String> {
-        if !name.contains(',') {
-            return self.map_one(Field::Model, name);
+    /// Maps a model name found at `place`. The request's own model may list several
+    /// models separated by commas; each is mapped and the caller's spacing kept.
+    pub fn map_at(&mut self, place: Place, name: &str) -> Option<String> {
+        if !place.is_request_model() {
+            return self.map_one(place, name);
         }
-        let mut changed = false;
-        let parts: Vec<String> = name
-            .split(',')
-            .map(|part| {
-                let trimmed = part.trim();
-                match self.map_one(Field::Model, trimmed) {
+        let new = if name.contains(',') {
+            let mut changed = false;
+            let parts: Vec<String> = name
+                .split(',')
+                .map(|part| match self.map_one(place, part.trim()) {
                     Some(new) => {
                         changed = true;
-                        // Keep the caller's spacing around each name.
                         let lead = &part[..part.len() - part.trim_start().len()];
                         let trail = &part[part.trim_end().len()..];
                         format!("{lead}{new}{trail}")
                     }
                     None => part.to_string(),
-                }
-            })
-            .collect();
-        changed.then(|| parts.join(","))
+                })
+                .collect();
+            let joined = changed.then(|| parts.join(","));
+            if let Some(list) = &joined {
+                self.restores.push((list.clone(), name.to_string()));
+            }
+            joined
+        } else {
+            self.map_one(place, name)
+        };
+        let sent = new.clone().unwrap_or_else(|| name.to_string());
+        self.model = Some((name.to_string(), sent));
+        new
+    }
+
+    /// A mapper that files every `model` the scanner finds under `place`.
+    pub fn at(&mut self, place: Place) -> At<'_> {
+        At { names: self, place }
     }
 }
 
 impl NameMapper for Names {
     fn map(&mut self, field: Field, name: &str) -> Option<String> {
         match field {
-            Field::Model => {
-                let new = self.map_model(name);
-                if let Some(list) = new.as_ref().filter(|_| name.contains(',')) {
-                    self.restores.push((list.clone(), name.to_string()));
-                }
-                let sent = new.clone().unwrap_or_else(|| name.to_string());
-                self.model = Some((name.to_string(), sent));
-                new
-            }
-            Field::Fallback => self.map_one(field, name),
+            Field::Model => self.map_at(Place::Body, name),
+            Field::Fallback => self.map_at(Place::Fallback, name),
         }
+    }
+}
+
+/// [`Names`] seen through one place (batch lines: their `body.model` is a batch name).
+pub struct At<'a> {
+    names: &'a mut Names,
+    place: Place,
+}
+
+impl NameMapper for At<'_> {
+    fn map(&mut self, _field: Field, name: &str) -> Option<String> {
+        self.names.map_at(self.place, name)
     }
 }
 
@@ -147,10 +202,11 @@ mod tests {
             n.model,
             Some(("a, c-1 ,zzz".into(), "A-internal, C-internal ,zzz".into()))
         );
+        assert!(n.restores.contains(&("A-internal".into(), "a".into())));
     }
 
     #[test]
-    fn unmapped_and_fallbacks() {
+    fn unmapped_fallbacks_and_batch_lines() {
         let mut n = names(None);
         assert_eq!(n.map(Field::Model, "a"), None, "team rules need a team");
         assert_eq!(n.map(Field::Fallback, "x").as_deref(), Some("a"));
@@ -160,5 +216,17 @@ mod tests {
             "fallback entries are single names"
         );
         assert_eq!(n.model, Some(("a".into(), "a".into())));
+        assert_eq!(
+            n.at(Place::Batch).map(Field::Model, "x").as_deref(),
+            Some("a")
+        );
+        assert!(
+            n.restores.is_empty(),
+            "fallbacks and batch lines are not the response's model"
+        );
+        assert_eq!(
+            n.applied.iter().map(|a| a.place).collect::<Vec<_>>(),
+            [Place::Fallback, Place::Batch]
+        );
     }
 }

@@ -72,7 +72,7 @@ impl NameMapper for Pairs {
 
 /// A response body being restored.
 pub enum Restorer {
-    Json(JsonRewriter<Pairs>),
+    Json(JsonRewriter, Pairs),
     Stream(StreamRestorer),
     Error(Buffered<Pairs>),
     Models(Buffered<ModelsList>),
@@ -82,8 +82,8 @@ impl Restorer {
     pub fn feed(&mut self, chunk: Option<Bytes>, end: bool) -> Bytes {
         let chunk = chunk.unwrap_or_default();
         match self {
-            Restorer::Json(rw) => {
-                let out = rw.feed(&chunk);
+            Restorer::Json(rw, pairs) => {
+                let out = rw.feed(&chunk, pairs);
                 if end { join(out, rw.finish()) } else { out }
             }
             Restorer::Stream(s) => s.feed(chunk, end),
@@ -158,7 +158,8 @@ impl StreamRestorer {
             return;
         }
         out.extend_from_slice(b"data:");
-        let mut rw = JsonRewriter::with_profile(self.pairs.clone(), Profile::Response);
+        let mut rw = JsonRewriter::with_profile(Profile::Response);
+        let mut pairs = self.pairs.clone();
         let start = payload
             .iter()
             .position(|b| *b != b' ')
@@ -169,7 +170,7 @@ impl StreamRestorer {
             .map_or(start, |i| i + 1)
             .max(start);
         out.extend_from_slice(&payload[..start]);
-        out.extend_from_slice(&rw.feed(&Bytes::copy_from_slice(&payload[start..end])));
+        out.extend_from_slice(&rw.feed(&Bytes::copy_from_slice(&payload[start..end]), &mut pairs));
         out.extend_from_slice(&rw.finish());
         out.extend_from_slice(&payload[end..]);
     }

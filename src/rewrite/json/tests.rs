@@ -11,12 +11,12 @@ fn mapper(field: Field, name: &str) -> Option<String> {
 
 /// Feeds `input` split at the given offsets and returns the concatenated output.
 fn run_split(input: &str, cuts: &[usize]) -> (String, usize, bool) {
-    let mut rw = JsonRewriter::new(mapper);
+    let mut rw = JsonRewriter::new();
     let mut out = Vec::new();
     let mut last = 0;
     for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
         let chunk = Bytes::copy_from_slice(&input.as_bytes()[last..cut]);
-        out.extend_from_slice(&rw.feed(&chunk));
+        out.extend_from_slice(&rw.feed(&chunk, &mut mapper));
         last = cut;
     }
     out.extend_from_slice(&rw.finish());
@@ -118,10 +118,10 @@ fn whitespace_everywhere_is_preserved() {
 fn overlong_values_pass_unchanged_without_being_held() {
     let long = "g".repeat(MAX_NAME_LEN * 3);
     let input = format!(r#"{{"model":"{long}"}}"#);
-    let mut rw = JsonRewriter::new(mapper);
+    let mut rw = JsonRewriter::new();
     let mut out = Vec::new();
     for piece in input.as_bytes().chunks(1000) {
-        out.extend_from_slice(&rw.feed(&Bytes::copy_from_slice(piece)));
+        out.extend_from_slice(&rw.feed(&Bytes::copy_from_slice(piece), &mut mapper));
         assert!(
             rw.held.len() <= MAX_NAME_LEN + 1000,
             "held bytes stay bounded"
@@ -139,8 +139,8 @@ fn deep_nesting_is_bounded() {
         "[".repeat(depth),
         "]".repeat(depth)
     );
-    let mut rw = JsonRewriter::new(mapper);
-    let out = rw.feed(&Bytes::from(input.clone()));
+    let mut rw = JsonRewriter::new();
+    let out = rw.feed(&Bytes::from(input.clone()), &mut mapper);
     assert_eq!(
         out,
         input.as_bytes(),
@@ -152,8 +152,8 @@ fn deep_nesting_is_bounded() {
 #[test]
 fn unchanged_chunks_are_not_copied() {
     let chunk = Bytes::from_static(br#"{"model":"other","messages":[]}"#);
-    let mut rw = JsonRewriter::new(mapper);
-    let out = rw.feed(&chunk);
+    let mut rw = JsonRewriter::new();
+    let out = rw.feed(&chunk, &mut mapper);
     assert_eq!(
         out.as_ptr(),
         chunk.as_ptr(),
@@ -165,8 +165,13 @@ fn unchanged_chunks_are_not_copied() {
 fn response_profile_restores_model_message_model_and_response_model_only() {
     let restore = |_: Field, name: &str| (name == "internal").then(|| "public".to_string());
     let run = |input: &str| {
-        let mut rw = JsonRewriter::with_profile(restore, Profile::Response);
-        String::from_utf8(rw.feed(&Bytes::from(input.to_string())).to_vec()).expect("utf8")
+        let mut rw = JsonRewriter::with_profile(Profile::Response);
+        let mut restore = restore;
+        String::from_utf8(
+            rw.feed(&Bytes::from(input.to_string()), &mut restore)
+                .to_vec(),
+        )
+        .expect("utf8")
     };
     assert_eq!(
         run(r#"{"id":"x","model":"internal","choices":[{"delta":{"model":"internal"}}]}"#),
@@ -187,7 +192,12 @@ fn response_profile_restores_model_message_model_and_response_model_only() {
         r#"{"model":"other","fallbacks":["internal"]}"#,
         "responses have no fallback lists"
     );
-    let mut request = JsonRewriter::new(restore);
+    let mut request = JsonRewriter::new();
+    let mut restore = restore;
     let body = Bytes::from_static(br#"{"message":{"model":"internal"}}"#);
-    assert_eq!(request.feed(&body), body, "requests have no message.model");
+    assert_eq!(
+        request.feed(&body, &mut restore),
+        body,
+        "requests have no message.model"
+    );
 }

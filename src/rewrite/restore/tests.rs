@@ -94,13 +94,13 @@ fn complete_lines_leave_at_once() {
 #[test]
 fn json_bodies_restore_only_the_sent_name() {
     let body = br#"{"id":"x","model":"model_name_team-abc_f1c7","choices":[{"message":{"content":"model_name_team-abc_f1c7"}}]}"#;
-    let mut r = Restorer::Json(JsonRewriter::with_profile(pairs(), Profile::Response));
+    let mut r = Restorer::Json(JsonRewriter::with_profile(Profile::Response), pairs());
     let out = r.feed(Some(Bytes::from_static(body)), true);
     assert_eq!(
         String::from_utf8_lossy(&out),
         r#"{"id":"x","model":"gpt-4.1","choices":[{"message":{"content":"model_name_team-abc_f1c7"}}]}"#
     );
-    let mut r = Restorer::Json(JsonRewriter::with_profile(pairs(), Profile::Response));
+    let mut r = Restorer::Json(JsonRewriter::with_profile(Profile::Response), pairs());
     let other = br#"{"model":"backup-ok"}"#;
     assert_eq!(&r.feed(Some(Bytes::from_static(other)), true)[..], other);
 }

@@ -1,0 +1,82 @@
+//! Which parts of a request are rewritten: its URL, and its body as JSON or as a
+//! multipart form. Everything here shares the request's one [`Names`], so every place
+//! is mapped from the same snapshot for the same caller.
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use pingora::http::RequestHeader;
+
+use crate::rewrite::multipart::{self, MultipartRewriter};
+use crate::rewrite::names::Place;
+use crate::rewrite::path::{self, UrlPlace};
+use crate::rewrite::{BodyRewriter, Names};
+
+/// How a request body is rewritten.
+pub enum RequestBody {
+    Json(BodyRewriter),
+    Multipart(MultipartRewriter),
+}
+
+impl RequestBody {
+    /// The rewriter a request's body needs, if it has a body.
+    ///
+    /// Bodies of any content type are read as JSON (the gateway parses them as JSON
+    /// whatever the header says), except multipart forms.
+    pub fn for_request(req: &RequestHeader) -> Option<RequestBody> {
+        let headers = &req.headers;
+        let has_body = headers.contains_key(TRANSFER_ENCODING)
+            || headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > 0);
+        if !has_body {
+            return None;
+        }
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if content_type
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/")
+        {
+            // A multipart body without a usable boundary cannot be followed: leave it.
+            let boundary = multipart::boundary(content_type)?;
+            let files = req.uri.path().trim_end_matches('/').ends_with("/files");
+            return Some(RequestBody::Multipart(MultipartRewriter::new(
+                &boundary, files,
+            )));
+        }
+        Some(RequestBody::Json(BodyRewriter::new()))
+    }
+
+    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool, names: &mut Names) -> Bytes {
+        match self {
+            RequestBody::Json(rw) => rw.feed(chunk, end, names),
+            RequestBody::Multipart(rw) => rw.feed(chunk, end, names),
+        }
+    }
+
+    /// Whether the original body was sent instead of the rewritten one.
+    pub fn reverted(&self) -> bool {
+        matches!(self, RequestBody::Json(rw) if rw.reverted())
+    }
+
+    /// Whether a JSON body was not a JSON object modelmap could follow.
+    pub fn passthrough(&self) -> bool {
+        matches!(self, RequestBody::Json(rw) if rw.passthrough())
+    }
+}
+
+/// The request's path and query with its model name mapped, if it names one that maps.
+pub fn rewrite_uri(path_and_query: &str, names: &mut Names) -> Option<String> {
+    path::rewrite(path_and_query, &mut |place, name| {
+        let place = match place {
+            UrlPlace::Path => Place::Path,
+            UrlPlace::Query => Place::Query,
+        };
+        names.map_at(place, name)
+    })
+}
