@@ -14,7 +14,7 @@ use crate::rewrite::{BodyRewriter, Names};
 /// How a request body is rewritten.
 pub enum RequestBody {
     Json(BodyRewriter),
-    Multipart(MultipartRewriter),
+    Multipart(Box<MultipartRewriter>),
 }
 
 impl RequestBody {
