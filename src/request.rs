@@ -45,9 +45,8 @@ impl RequestBody {
             // A multipart body without a usable boundary cannot be followed: leave it.
             let boundary = multipart::boundary(content_type)?;
             let files = req.uri.path().trim_end_matches('/').ends_with("/files");
-            return Some(RequestBody::Multipart(MultipartRewriter::new(
-                &boundary, files,
-            )));
+            let rewriter = MultipartRewriter::new(&boundary, files);
+            return Some(RequestBody::Multipart(Box::new(rewriter)));
         }
         Some(RequestBody::Json(BodyRewriter::new()))
     }
