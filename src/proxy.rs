@@ -288,7 +288,7 @@ impl ProxyHttp for ModelMap {
             .map(|n| n.applied.iter().filter(|a| counted(a.place)).collect())
             .unwrap_or_default();
         let rewrites = if reverted {
-            applied.len()
+            applied.iter().map(|a| a.times as usize).sum()
         } else {
             names.map_or(0, |n| n.count)
         };
@@ -318,7 +318,7 @@ impl ProxyHttp for ModelMap {
         for a in &applied {
             m.rewrites
                 .with_label_values(&[team_label, a.place.as_str(), &a.from, &a.to])
-                .inc();
+                .inc_by(a.times);
         }
 
         let req = session.req_header();

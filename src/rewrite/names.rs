@@ -11,8 +11,8 @@ use std::sync::Arc;
 use super::json::{Field, NameMapper};
 use crate::mapping::Mapping;
 
-/// At most this many rewrites of one request are itemised (metrics, restores); more are
-/// counted.
+/// At most this many distinct rules (and restore pairs) are recorded per request;
+/// rewrites beyond that still count in `count`.
 const MAX_ITEMISED: usize = 32;
 
 /// Where in a request a model name was found.
@@ -50,7 +50,8 @@ impl Place {
     }
 }
 
-/// One applied rule, labelled only with text from the mapping file.
+/// One applied rule, labelled only with text from the mapping file, and how often it
+/// applied in this request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
     pub place: Place,
@@ -58,6 +59,7 @@ pub struct Applied {
     pub from: String,
     /// The name sent to the gateway.
     pub to: String,
+    pub times: u64,
 }
 
 /// Maps names for one caller against one mapping snapshot.
@@ -65,7 +67,7 @@ pub struct Applied {
 pub struct Names {
     mapping: Arc<Mapping>,
     team: Option<String>,
-    /// Each rule applied, up to [`MAX_ITEMISED`].
+    /// Each distinct rule applied (per place), up to [`MAX_ITEMISED`].
     pub applied: Vec<Applied>,
     /// Every value replaced, itemised or not.
     pub count: usize,
@@ -103,12 +105,21 @@ impl Names {
         if place.is_request_model() && self.restores.len() < MAX_ITEMISED {
             self.restores.push((r.target.to_string(), name.to_string()));
         }
-        if self.applied.len() < MAX_ITEMISED {
-            self.applied.push(Applied {
+        let from = r.from_key();
+        let full = self.applied.len() >= MAX_ITEMISED;
+        match self
+            .applied
+            .iter_mut()
+            .find(|a| a.place == place && a.from == from && a.to == r.target)
+        {
+            Some(a) => a.times += 1,
+            None if !full => self.applied.push(Applied {
                 place,
-                from: r.from_key().to_string(),
+                from: from.to_string(),
                 to: r.target.to_string(),
-            });
+                times: 1,
+            }),
+            None => {}
         }
         Some(r.target.to_string())
     }

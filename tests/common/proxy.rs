@@ -86,4 +86,22 @@ impl Proxy {
     pub fn metrics(&self) -> String {
         String::from_utf8(self.admin_get("/metrics").body).expect("utf8 metrics")
     }
+
+    /// The metrics once `requests` requests have been counted (a request is counted in
+    /// its logging phase, just after its response is sent).
+    pub fn metrics_after(&self, requests: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.metrics();
+            let counted: f64 = text
+                .lines()
+                .filter(|l| l.starts_with("modelmap_requests_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            if counted >= requests as f64 || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
