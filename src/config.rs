@@ -91,6 +91,12 @@ pub struct ServeArgs {
     /// Longest wait for the gateway's next bytes (LLM responses can be slow to start).
     #[arg(long, env = "MODELMAP_READ_TIMEOUT", default_value = "600s", value_parser = humantime::parse_duration)]
     pub read_timeout: Duration,
+    /// Longest a client may take to send its whole request body (bounds slow senders).
+    #[arg(long, env = "MODELMAP_CLIENT_BODY_TIMEOUT", default_value = "300s", value_parser = humantime::parse_duration)]
+    pub client_body_timeout: Duration,
+    /// Longest wait for a client's next bytes once its request head has arrived.
+    #[arg(long, env = "MODELMAP_CLIENT_READ_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub client_read_timeout: Duration,
     /// On SIGTERM, how long in-flight requests and streams may take to finish.
     #[arg(long, env = "MODELMAP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

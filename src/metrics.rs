@@ -6,8 +6,8 @@
 //! Each proxy instance has its own registry, so several can run in one process (tests).
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::mapping::RuleCounts;
@@ -22,6 +22,7 @@ pub struct Metrics {
     pub last_reload: Gauge,
     pub rules: IntGaugeVec,
     pub body_passthrough: IntCounterVec,
+    pub in_flight: IntGauge,
 }
 
 /// Request outcomes (`modelmap_requests_total{outcome}`).
@@ -117,6 +118,13 @@ impl Metrics {
                 &["kind"],
             )?,
         );
+        let in_flight = register(
+            &registry,
+            IntGauge::new(
+                "modelmap_requests_in_flight",
+                "Requests being handled right now (streams included).",
+            )?,
+        );
         let build = register(
             &registry,
             IntGaugeVec::new(
@@ -135,6 +143,7 @@ impl Metrics {
             last_reload,
             rules,
             body_passthrough,
+            in_flight,
         })
     }
 

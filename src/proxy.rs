@@ -69,19 +69,21 @@ impl ModelMap {
     }
 }
 
-/// Counts a request as in flight for as long as its context lives.
-struct InFlight(Arc<AtomicUsize>);
+/// Counts a request as in flight (for draining, and the gauge) while its context lives.
+struct InFlight(Arc<AtomicUsize>, prometheus::IntGauge);
 
 impl InFlight {
-    fn new(counter: &Arc<AtomicUsize>) -> InFlight {
+    fn new(counter: &Arc<AtomicUsize>, gauge: &prometheus::IntGauge) -> InFlight {
         counter.fetch_add(1, Ordering::AcqRel);
-        InFlight(counter.clone())
+        gauge.inc();
+        InFlight(counter.clone(), gauge.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        self.1.dec();
     }
 }
 
@@ -121,8 +123,15 @@ impl ProxyHttp for ModelMap {
             uri: None,
             upstream_status: None,
             rejected: false,
-            _in_flight: InFlight::new(&self.in_flight),
+            _in_flight: InFlight::new(&self.in_flight, &self.metrics.in_flight),
         }
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        session
+            .as_downstream_mut()
+            .set_read_timeout(Some(self.settings.args.client_read_timeout));
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -187,6 +196,12 @@ impl ProxyHttp for ModelMap {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // Pingora's read timeout is per read: a client trickling one byte at a time
+        // would never hit it. The body as a whole gets a deadline too.
+        if !end_of_stream && ctx.start.elapsed() > self.settings.args.client_body_timeout {
+            return Error::e_explain(ErrorType::ReadTimedout, "request body deadline")
+                .map_err(|e| e.into_down());
+        }
         if let (Some(rewriter), Some(names)) = (ctx.body.as_mut(), ctx.names.as_mut()) {
             let out = rewriter.feed(body.take(), end_of_stream, names);
             // An empty Some means "nothing yet"; None would end the upstream body.
@@ -398,6 +413,14 @@ fn plan_restore(
 /// Status, OpenAI error type, code and message for a failed request.
 fn describe_failure(e: &Error, upstream: &str) -> (u16, &'static str, &'static str, String) {
     use ErrorType::*;
+    if e.esource() == &ErrorSource::Downstream && matches!(e.etype(), ReadTimedout) {
+        return (
+            408,
+            "invalid_request_error",
+            "request_timeout",
+            "modelmap did not receive the request in time".to_string(),
+        );
+    }
     match e.etype() {
         HTTPStatus(code) => (
             *code,
