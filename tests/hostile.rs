@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{FakeGateway, Framing, Proxy, Reply, key_digest, model_of};
+use common::{FakeGateway, Proxy, Reply, key_digest, model_of};
 
 const KEY: &str = "sk-hostile-team";
 
