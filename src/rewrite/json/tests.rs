@@ -201,3 +201,18 @@ fn response_profile_restores_model_message_model_and_response_model_only() {
         "requests have no message.model"
     );
 }
+
+#[test]
+fn scalars_are_validated_like_the_gateways_parser() {
+    for bad in [
+        "tru", "01", "1.", "-", "1e", "1e+", "nul", "+1", "Infinit", "-NaN", ".5", "truex",
+    ] {
+        let input = format!(r#"{{"x":{bad},"model":"gpt-4.1"}}"#);
+        assert_eq!(run(&input), input, "{bad} is not a JSON value: untouched");
+    }
+    let input = r#"{"a":-1.5e+10,"b":0,"c":0.25E-3,"d":NaN,"e":-Infinity,"f":Infinity,"g":true,"h":false,"i":null,"model":"gpt-4.1"}"#;
+    assert_eq!(
+        run(input),
+        input.replace("\"gpt-4.1\"", "\"model_name_team-abc_1\"")
+    );
+}
