@@ -6,8 +6,8 @@
 //! Each proxy instance has its own registry, so several can run in one process (tests).
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::mapping::RuleCounts;
@@ -22,6 +22,9 @@ pub struct Metrics {
     pub last_reload: Gauge,
     pub rules: IntGaugeVec,
     pub body_passthrough: IntCounterVec,
+    pub identity_lookups: IntCounterVec,
+    pub identity_cache_entries: IntGauge,
+    pub guard_rejections: IntCounter,
 }
 
 /// Request outcomes (`modelmap_requests_total{outcome}`).
@@ -86,6 +89,28 @@ impl Metrics {
             "Request bodies forwarded untouched because they were not a JSON object modelmap could follow.",
             &["family"],
         )?;
+        let identity_lookups = counter(
+            "modelmap_identity_lookups_total",
+            "Gateway team lookups by result: hit (answered without a call of its own: cached, or shared with a lookup in flight), miss (asked the gateway: valid key), negative (asked: 401/403), error (the lookup failed; each request that fell back counts).",
+            &["result"],
+        )?;
+        for result in crate::identity::LOOKUP_RESULTS {
+            identity_lookups.with_label_values(&[result]);
+        }
+        let identity_cache_entries = register(
+            &registry,
+            IntGauge::new(
+                "modelmap_identity_cache_entries",
+                "Keys in the team cache, lookups in flight included.",
+            )?,
+        );
+        let guard_rejections = register(
+            &registry,
+            IntCounter::new(
+                "modelmap_guard_rejections_total",
+                "Requests refused (403) for naming another team's internal model name.",
+            )?,
+        );
         let duration = register(
             &registry,
             HistogramVec::new(
@@ -135,6 +160,9 @@ impl Metrics {
             last_reload,
             rules,
             body_passthrough,
+            identity_lookups,
+            identity_cache_entries,
+            guard_rejections,
         })
     }
 

@@ -2,25 +2,52 @@
 //!
 //! Phase chart for one request:
 //! ```text
-//! request_filter          snapshot the mapping, identify the caller, pick the rewriter
+//! request_filter          snapshot the mapping, identify the caller (may await a
+//!                         cached /key/info lookup), pick the rewriter; a failed lookup
+//!                         with --identity-fail-closed is answered 503 here
 //! upstream_peer           the gateway, with the configured timeouts
 //! upstream_request_filter a body that may be rewritten goes upstream chunked: Pingora
 //!                         sends these headers before the first body byte is seen, so
 //!                         the final length cannot be known yet (never both framings,
-//!                         never a stale Content-Length)
-//! request_body_filter     stream each body chunk through the rewriter
+//!                         never a stale Content-Length); the trusted team header is
+//!                         removed
+//! request_body_filter     stream each body chunk through the rewriter; the guard
+//!                         refuses here (below)
 //! upstream_response_filter count the gateway's status class
-//! fail_to_proxy           modelmap's own errors, in the OpenAI error shape
+//! fail_to_proxy           modelmap's own errors and refusals, in the OpenAI error shape
 //! logging                 one log line and the request metrics
 //! ```
+//!
+//! ## The guard's refusal, on the wire
+//! The requested model is only known once the body is read, and Pingora 0.9.1 has by then
+//! connected to the gateway and sent it the request head (`proxy_1to1` writes the header,
+//! then runs the body loop). So the refusal happens in `request_body_filter`:
+//! 1. The rewriter's output for the chunk in which the offending name ended is dropped,
+//!    and so is everything after it. The scanner emits a model value only in the chunk
+//!    where the value ends, so the name itself never leaves modelmap. A body within the
+//!    64 KiB validation window (`rewrite::body`) has not released a single byte yet; a
+//!    longer one with `model` after the window has sent a prefix that does not contain it.
+//! 2. The rest of the client's body is read and discarded (an empty `Some` tells Pingora
+//!    "nothing to send yet", so it writes nothing upstream), so that closing the client
+//!    connection after the answer cannot reset it and lose the 403.
+//! 3. At the end of the client's body the filter returns an `HTTPStatus(403)` error
+//!    *before* Pingora would send the last chunk: Pingora stops both directions, drops the
+//!    upstream connection (never pooled after an error) and calls `fail_to_proxy`, which
+//!    writes the 403 in the OpenAI shape with `Connection: close`.
+//!
+//! The gateway therefore sees a request head with `Transfer-Encoding: chunked`, at most a
+//! name-free body prefix, and the connection closing before the terminating chunk: an
+//! incomplete request it never handles. `fail_to_proxy` answers from the recorded refusal
+//! whatever error ends the exchange (were the gateway to give up first, the client still
+//! gets the 403, not a 502).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
@@ -28,8 +55,8 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
 use crate::config::Settings;
-use crate::error::openai_error_body;
-use crate::identity::{self, Caller};
+use crate::error::{Refusal, openai_error_body};
+use crate::identity::{Caller, Identity, TeamSource};
 use crate::metrics::{Metrics, Outcome, status_class};
 use crate::rewrite::{BodyRewriter, Names};
 use crate::route::Family;
@@ -40,8 +67,12 @@ pub struct ModelMap {
     settings: Settings,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    identity: Identity,
     in_flight: Arc<AtomicUsize>,
 }
+
+/// Longest time spent reading and discarding a refused request's body before answering.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 impl ModelMap {
     pub fn new(
@@ -50,10 +81,12 @@ impl ModelMap {
         metrics: Arc<Metrics>,
         in_flight: Arc<AtomicUsize>,
     ) -> ModelMap {
+        let identity = Identity::new(&settings, metrics.clone());
         ModelMap {
             settings,
             store,
             metrics,
+            identity,
             in_flight,
         }
     }
@@ -80,9 +113,12 @@ pub struct Ctx {
     start: Instant,
     family: Family,
     caller: Option<Caller>,
+    /// The caller's team is one the mapping names (so it may be a metric label).
+    known_team: bool,
     body: Option<BodyRewriter<Names>>,
     upstream_status: Option<u16>,
     rejected: bool,
+    refusal: Option<Refusal>,
     _in_flight: InFlight,
 }
 
@@ -115,9 +151,11 @@ impl ProxyHttp for ModelMap {
             start: Instant::now(),
             family: Family::Other,
             caller: None,
+            known_team: false,
             body: None,
             upstream_status: None,
             rejected: false,
+            refusal: None,
             _in_flight: InFlight::new(&self.in_flight),
         }
     }
@@ -127,16 +165,30 @@ impl ProxyHttp for ModelMap {
         let req = session.req_header();
         let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
         ctx.family = Family::of(req.uri.path());
-        let key = identity::extract_key(
-            &req.headers,
-            self.settings.args.key_header.as_deref(),
-            path_and_query,
-        );
-        let caller = identity::identify(&snapshot, key);
-        if rewritable_body(req) {
-            ctx.body = Some(BodyRewriter::new(Names::new(snapshot, caller.team.clone())));
+        let caller = self
+            .identity
+            .identify(&snapshot, &req.headers, path_and_query)
+            .await;
+        ctx.known_team = caller.team.as_deref().is_some_and(|t| snapshot.has_team(t));
+        let refuse =
+            caller.source == TeamSource::LookupFailed && self.settings.args.identity_fail_closed;
+        if !refuse && rewritable_body(req) {
+            let names = Names::new(snapshot, caller.team.clone()).guarded(self.settings.args.guard);
+            ctx.body = Some(BodyRewriter::new(names));
         }
         ctx.caller = Some(caller);
+        if refuse {
+            let refusal = Refusal::IdentityUnavailable;
+            ctx.rejected = true;
+            respond_early(
+                session,
+                &refusal,
+                self.settings.args.read_timeout.min(DRAIN_LIMIT),
+            )
+            .await?;
+            ctx.refusal = Some(refusal);
+            return Ok(true);
+        }
         Ok(false)
     }
 
@@ -159,6 +211,9 @@ impl ProxyHttp for ModelMap {
             upstream.remove_header(&CONTENT_LENGTH);
             upstream.insert_header(TRANSFER_ENCODING, "chunked")?;
         }
+        if let Some(name) = self.identity.trusted_header() {
+            upstream.remove_header(name);
+        }
         Ok(())
     }
 
@@ -169,10 +224,35 @@ impl ProxyHttp for ModelMap {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(rewriter) = ctx.body.as_mut() {
+        let Some(rewriter) = ctx.body.as_mut() else {
+            return Ok(());
+        };
+        if ctx.refusal.is_none() {
             let out = rewriter.feed(body.take(), end_of_stream);
-            // An empty Some means "nothing yet"; None would end the upstream body.
-            *body = Some(out);
+            match rewriter.mapper().denied.clone() {
+                // An empty Some means "nothing yet"; None would end the upstream body.
+                None => *body = Some(out),
+                Some(requested) => {
+                    self.metrics.guard_rejections.inc();
+                    let caller = ctx.caller.as_ref();
+                    tracing::warn!(
+                        key = caller.and_then(|c| c.key).map(|k| k.short()).unwrap_or_default(),
+                        team = caller.and_then(|c| c.team.as_deref()).unwrap_or("-"),
+                        requested = %requested,
+                        "guard: refusing another team's internal model name"
+                    );
+                    ctx.rejected = true;
+                    ctx.refusal = Some(Refusal::OtherTeamsModel { requested });
+                }
+            }
+        }
+        if ctx.refusal.is_some() {
+            // Refused: read the client's body to its end, send nothing more upstream,
+            // then stop before Pingora could send the terminating chunk.
+            *body = Some(Bytes::new());
+            if end_of_stream {
+                return Error::e_explain(ErrorType::HTTPStatus(403), "refused by the guard");
+            }
         }
         Ok(())
     }
@@ -194,10 +274,16 @@ impl ProxyHttp for ModelMap {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
-        let (status, kind, code, message) = describe_failure(e, &self.settings.upstream.url);
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (status, body) = match &ctx.refusal {
+            Some(refusal) => (refusal.status(), refusal.body()),
+            None => {
+                let (status, kind, code, message) =
+                    describe_failure(e, &self.settings.upstream.url);
+                (status, openai_error_body(&message, kind, code))
+            }
+        };
         if status > 0 {
-            let body = openai_error_body(&message, kind, code);
             let sent = async {
                 let mut resp = ResponseHeader::build(status, Some(3))?;
                 resp.insert_header(CONTENT_TYPE, "application/json")?;
@@ -217,11 +303,27 @@ impl ProxyHttp for ModelMap {
         }
     }
 
+    fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, _error: &Error) -> bool {
+        // A refusal is logged (warn) where it is decided, and in the access line.
+        ctx.refusal.is_some()
+    }
+
+    fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {
+        // Pingora's own summary prints the raw target, query included: `?key=` may be a key.
+        let req = session.req_header();
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        format!("{} {}, Host: {host}", req.method, req.uri.path())
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let names = ctx
             .body
             .as_ref()
-            .filter(|b| !b.reverted())
+            .filter(|b| !b.reverted() && ctx.refusal.is_none())
             .map(BodyRewriter::mapper);
         let rewrites = ctx.body.as_ref().map_or(0, BodyRewriter::rewrites);
         let outcome = if ctx.rejected {
@@ -247,7 +349,7 @@ impl ProxyHttp for ModelMap {
         let caller = ctx.caller.as_ref();
         let team = caller.and_then(|c| c.team.as_deref());
         if let Some(names) = names {
-            let team_label = team.unwrap_or("other");
+            let team_label = team.filter(|_| ctx.known_team).unwrap_or("other");
             for a in &names.applied {
                 m.rewrites
                     .with_label_values(&[team_label, &a.from, &a.to])
@@ -267,6 +369,7 @@ impl ProxyHttp for ModelMap {
             status,
             duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
             team = team.unwrap_or("-"),
+            identity = caller.map_or("unknown", |c| c.source.as_str()),
             key = caller.and_then(|c| c.key).map(|k| k.short()).unwrap_or_default(),
             requested,
             sent,
@@ -276,6 +379,36 @@ impl ProxyHttp for ModelMap {
             error = e.map(|e| e.etype().as_str()).unwrap_or_default(),
         );
     }
+}
+
+/// Answers `refusal` before anything is sent upstream. The body is read and discarded
+/// first (up to `drain_for`) so the connection can be kept and closing it can't reset the
+/// answer away; a client waiting for `100 Continue` gets the answer at once instead.
+async fn respond_early(
+    session: &mut Session,
+    refusal: &Refusal,
+    drain_for: Duration,
+) -> Result<()> {
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let downstream = session.as_downstream_mut();
+    let drained = !expects_continue && {
+        downstream.set_total_drain_timeout(Some(drain_for));
+        downstream.drain_request_body().await.is_ok()
+    };
+    if !drained {
+        downstream.set_keepalive(None);
+    }
+    let body = refusal.body();
+    let mut resp = ResponseHeader::build(refusal.status(), Some(3))?;
+    resp.insert_header(CONTENT_TYPE, "application/json")?;
+    resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
 }
 
 /// Status, OpenAI error type, code and message for a failed request.

@@ -3,6 +3,13 @@
 //! The requested and sent names of the top-level `model` are kept per request so
 //! responses can be restored from them (several names may map to one target, so an
 //! inverted map could not tell which one the caller used).
+//!
+//! With the guard on, each requested name (every part of a comma-separated `model`, and
+//! every fallback) is checked before it is mapped: a name that the mapping lists as an
+//! internal name (a target) of a team other than the caller's, or of any team when the
+//! caller has none, is recorded in [`Names::denied`]. Deciding what to do about it is the
+//! proxy's job; the check itself is pure. Names reached through a global alias are the
+//! operator's choice and are not checked.
 
 use std::sync::Arc;
 
@@ -34,6 +41,9 @@ pub struct Names {
     /// The last top-level `model` seen: (requested, sent). Last, because the gateway's
     /// JSON parser keeps the last of duplicate keys.
     pub model: Option<(String, String)>,
+    guard: bool,
+    /// The first requested name the guard refused, as the caller sent it.
+    pub denied: Option<String>,
 }
 
 impl Names {
@@ -44,6 +54,25 @@ impl Names {
             applied: Vec::new(),
             count: 0,
             model: None,
+            guard: false,
+            denied: None,
+        }
+    }
+
+    /// Turns the guard on (or off).
+    pub fn guarded(mut self, on: bool) -> Names {
+        self.guard = on;
+        self
+    }
+
+    /// Records `name` if it is another team's internal name.
+    fn check(&mut self, name: &str) {
+        if !self.guard || self.denied.is_some() {
+            return;
+        }
+        let owner = self.mapping.owner_of(name.trim());
+        if owner.is_some() && owner != self.team.as_deref() {
+            self.denied = Some(name.trim().to_string());
         }
     }
 
@@ -96,6 +125,10 @@ impl Names {
 
 impl NameMapper for Names {
     fn map(&mut self, field: Field, name: &str) -> Option<String> {
+        match field {
+            Field::Model => name.split(',').for_each(|part| self.check(part)),
+            Field::Fallback => self.check(name),
+        }
         match field {
             Field::Model => {
                 let new = self.map_model(name);
@@ -150,5 +183,50 @@ mod tests {
             "fallback entries are single names"
         );
         assert_eq!(n.model, Some(("a".into(), "a".into())));
+    }
+
+    #[test]
+    fn the_guard_refuses_other_teams_internal_names_only() {
+        let m = Mapping::parse(
+            "version: 1\nteams:\n  t:\n    models:\n      a: A-internal\n  u:\n    models:\n      b: B-internal\naliases:\n  x: B-internal\n",
+            "t",
+        )
+        .expect("valid");
+        let m = Arc::new(m);
+        let guarded =
+            |team: Option<&str>| Names::new(m.clone(), team.map(str::to_string)).guarded(true);
+
+        let mut n = guarded(Some("t"));
+        n.map(Field::Model, "A-internal");
+        n.map(Field::Model, "a");
+        n.map(Field::Model, "x");
+        assert_eq!(
+            n.denied, None,
+            "own internal names, public names and aliases pass"
+        );
+
+        let mut n = guarded(Some("t"));
+        n.map(Field::Model, "a, B-internal ");
+        assert_eq!(
+            n.denied.as_deref(),
+            Some("B-internal"),
+            "any part of a list"
+        );
+
+        let mut n = guarded(Some("t"));
+        n.map(Field::Fallback, "B-internal");
+        assert_eq!(n.denied.as_deref(), Some("B-internal"), "fallbacks too");
+
+        let mut n = guarded(None);
+        n.map(Field::Model, "A-internal");
+        assert_eq!(
+            n.denied.as_deref(),
+            Some("A-internal"),
+            "a team-less caller owns nothing"
+        );
+
+        let mut n = Names::new(m.clone(), None);
+        n.map(Field::Model, "A-internal");
+        assert_eq!(n.denied, None, "guard off");
     }
 }
