@@ -26,7 +26,7 @@
 //!    and so is everything after it. The scanner emits a model value only in the chunk
 //!    where the value ends, so the name itself never leaves modelmap. A body within the
 //!    64 KiB validation window (`rewrite::body`) has not released a single byte yet; a
-//!    longer one with `model` after the window has sent a prefix that does not contain it.
+//!    longer one with `model` after the window may have sent a prefix without the name.
 //! 2. The rest of the client's body is read and discarded (an empty `Some` tells Pingora
 //!    "nothing to send yet", so it writes nothing upstream), so that closing the client
 //!    connection after the answer cannot reset it and lose the 403.
@@ -325,7 +325,7 @@ impl ProxyHttp for ModelMap {
             .as_ref()
             .filter(|b| !b.reverted() && ctx.refusal.is_none())
             .map(BodyRewriter::mapper);
-        let rewrites = ctx.body.as_ref().map_or(0, BodyRewriter::rewrites);
+        let rewrites = names.map_or(0, |_| ctx.body.as_ref().map_or(0, BodyRewriter::rewrites));
         let outcome = if ctx.rejected {
             Outcome::Rejected
         } else if e.is_some_and(|e| e.esource() != &ErrorSource::Downstream) {
