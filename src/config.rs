@@ -127,7 +127,7 @@ pub struct ServeArgs {
     /// How long a key's team, as the gateway told it, is reused.
     #[arg(long, env = "MODELMAP_IDENTITY_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub identity_ttl: Duration,
-    /// How long "unknown or invalid key" (401/403 from `/key/info`) is reused.
+    /// How long "unknown or invalid key" (401/403/404 from `/key/info`) is reused.
     #[arg(long, env = "MODELMAP_IDENTITY_NEGATIVE_TTL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub identity_negative_ttl: Duration,
     /// Most keys remembered at once (0: no cache, every request asks the gateway).

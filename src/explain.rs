@@ -80,7 +80,7 @@ pub fn explain(mapping: &Mapping, who: Who<'_>, model: &str) -> String {
                 (None, Some(Ok(Answer::Invalid))) => {
                     let _ = writeln!(
                         out,
-                        "caller: key {short}… is unknown to the gateway (401/403 from /key/info): aliases only, and the gateway will refuse it"
+                        "caller: key {short}… has no key record at the gateway (401/403/404 from /key/info): aliases only"
                     );
                     None
                 }

@@ -91,7 +91,7 @@ impl Metrics {
         )?;
         let identity_lookups = counter(
             "modelmap_identity_lookups_total",
-            "Gateway team lookups by result: hit (answered without a call of its own: cached, or shared with a lookup in flight), miss (asked the gateway: valid key), negative (asked: 401/403), error (the lookup failed; each request that fell back counts).",
+            "Gateway team lookups by result: hit (answered without a call of its own: cached, or shared with a lookup in flight), miss (asked the gateway: valid key), negative (asked: 401/403/404), error (the lookup failed; each request that fell back counts).",
             &["result"],
         )?;
         for result in crate::identity::LOOKUP_RESULTS {

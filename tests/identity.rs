@@ -87,6 +87,8 @@ enum KeyInfo {
     Team(&'static str),
     NoTeam,
     Invalid,
+    /// LiteLLM's answer for a credential it accepts without a key record (master key).
+    NotFound,
     Fail,
     Slow(Duration, &'static str),
 }
@@ -156,6 +158,7 @@ fn gateway() -> FakeGateway {
         (NOTEAM, KeyInfo::NoTeam),
         (BAD, KeyInfo::Invalid),
         (FAIL, KeyInfo::Fail),
+        (MASTER, KeyInfo::NotFound),
         (SLOW, KeyInfo::Slow(Duration::from_millis(300), "team-abc")),
         (STUCK, KeyInfo::Slow(Duration::from_secs(3), "team-abc")),
     ]
@@ -178,6 +181,10 @@ fn gateway() -> FakeGateway {
                 std::thread::sleep(*d);
                 key_info_reply(&key, Some(t))
             }
+            Some(KeyInfo::NotFound) => json_reply(
+                404,
+                serde_json::json!({"error": {"message": "Key not found in database", "type": "not_found_error", "param": "key", "code": "404"}}),
+            ),
             Some(KeyInfo::Invalid) | None => json_reply(401, invalid),
         }
     }))
@@ -316,11 +323,22 @@ fn negative_answers_are_cached_briefly() {
         2.0
     );
 
+    // The master key, when --master-key-hash is not set: LiteLLM answers 404.
+    for _ in 0..3 {
+        assert_eq!(sent_model(&proxy, &gw, Some(MASTER), "gpt-4.1"), "gpt-4.1");
+    }
+    assert_eq!(key_info_calls(&gw), 3, "404 cached like 401");
+    assert_eq!(
+        metric(&proxy, r#"modelmap_identity_lookups_total{result="error"}"#),
+        0.0,
+        "a 404 is an answer, not a failure"
+    );
+
     // A valid key without a team is a positive answer: cached for the long TTL.
     for _ in 0..3 {
         assert_eq!(sent_model(&proxy, &gw, Some(NOTEAM), "gpt-4.1"), "gpt-4.1");
     }
-    assert_eq!(key_info_calls(&gw), 3);
+    assert_eq!(key_info_calls(&gw), 4);
 }
 
 #[test]
@@ -786,7 +804,7 @@ fn explain_can_ask_the_gateway() {
     assert!(out.contains(XYZ_INTERNAL), "{out}");
     assert!(!out.contains(XYZ), "the key is not printed: {out}");
     let out = explain(BAD);
-    assert!(out.contains("unknown to the gateway"), "{out}");
+    assert!(out.contains("has no key record at the gateway"), "{out}");
     let out = explain(FAIL);
     assert!(
         out.contains("lookup failed (/key/info answered HTTP 500)"),

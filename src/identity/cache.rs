@@ -3,7 +3,7 @@
 //! - Keyed by [`KeyHash`]: the raw key is never stored. A lookup in flight is driven by
 //!   the future of a request that holds the key anyway, and only for as long as it runs.
 //! - A valid key's answer (team or no team) lives for the positive TTL; "unknown or
-//!   invalid" (401/403) for the shorter negative TTL. Errors are not cached: the requests
+//!   invalid" (401/403/404) for the shorter negative TTL. Errors are not cached: the requests
 //!   that were waiting on the failed lookup all get its error, the next request tries
 //!   again.
 //! - Single flight: every request for a key that has no fresh answer awaits the same
@@ -163,20 +163,22 @@ impl TeamCache {
         }
         true
     }
-
-    pub fn len(&self) -> usize {
-        self.slots.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    impl TeamCache {
+        fn len(&self) -> usize {
+            self.slots.lock().len()
+        }
+
+        fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+    }
 
     fn cache(ttl_ms: u64, neg_ms: u64, capacity: usize) -> TeamCache {
         let gauge = IntGauge::new("t", "t").expect("gauge");

@@ -4,7 +4,8 @@
 //! - 200 with `{"info": {"team_id": "team-abc" | null, ...}}` is a valid key, with or
 //!   without a team (an empty `team_id` counts as none);
 //! - 401 and 403 mean the key is unknown or not allowed: no team (the gateway will refuse
-//!   the request itself);
+//!   the request itself); 404 is LiteLLM's "Key not found in database" for a credential
+//!   it accepts but has no key record of (the master key): no team either;
 //! - anything else (another status, a body that is not that shape, a connection failure,
 //!   no answer within the timeout) is a [`LookupError`]: modelmap does not know.
 //!
@@ -31,7 +32,7 @@ const MAX_BODY: usize = 1024 * 1024;
 pub enum Answer {
     /// A valid key, and its team (`None`: a key without a team).
     Valid(Option<String>),
-    /// 401/403: unknown, invalid, expired or blocked.
+    /// 401/403/404: unknown, invalid, expired or blocked, or no key record (master key).
     Invalid,
 }
 
@@ -75,7 +76,7 @@ pub fn interpret(status: u16, body: &[u8]) -> Result<Answer, LookupError> {
                 parsed.info.team_id.filter(|t| !t.trim().is_empty()),
             ))
         }
-        401 | 403 => Ok(Answer::Invalid),
+        401 | 403 | 404 => Ok(Answer::Invalid),
         other => Err(LookupError::Status(other)),
     }
 }
@@ -212,12 +213,19 @@ mod tests {
         let denied = br#"{"error":{"message":"Authentication Error, Invalid proxy server token passed","type":"auth_error","param":"None","code":"401"}}"#;
         assert_eq!(interpret(401, denied), Ok(Answer::Invalid));
         assert_eq!(interpret(403, b""), Ok(Answer::Invalid));
+        let master = br#"{"error":{"message":"Key not found in database","type":"not_found_error","param":"key","code":"404"}}"#;
+        assert_eq!(
+            interpret(404, master),
+            Ok(Answer::Invalid),
+            "the master key"
+        );
     }
 
     #[test]
     fn anything_else_is_an_error_that_quotes_nothing() {
         assert_eq!(interpret(500, b"oops"), Err(LookupError::Status(500)));
-        assert_eq!(interpret(404, b""), Err(LookupError::Status(404)));
+        assert_eq!(interpret(400, b""), Err(LookupError::Status(400)));
+        assert_eq!(interpret(429, b""), Err(LookupError::Status(429)));
         let e =
             interpret(200, br#"{"key":"sk-secret","info":{"team_id":42}}"#).expect_err("bad type");
         assert_eq!(e, LookupError::Unparseable("unexpected shape"));

@@ -17,9 +17,9 @@
 //! logs, metrics and the cache see its SHA-256 digest (and logs only its first 8 hex
 //! digits).
 
-pub mod cache;
-pub mod extract;
-pub mod gateway;
+pub(crate) mod cache;
+mod extract;
+mod gateway;
 
 use std::sync::Arc;
 
