@@ -369,6 +369,15 @@ fn two_hundred_concurrent_first_requests_cause_one_lookup() {
     let elapsed = started.elapsed();
     assert_eq!(key_info_calls(&gw), 1, "one lookup in flight per key");
     assert_eq!(chat_requests(&gw).len(), n);
+    assert_eq!(
+        metric(&proxy, r#"modelmap_identity_lookups_total{result="miss"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(&proxy, r#"modelmap_identity_lookups_total{result="hit"}"#),
+        (n - 1) as f64,
+        "the others shared the lookup in flight"
+    );
     eprintln!("{n} concurrent first requests: 1 lookup, {elapsed:?}");
 }
 
