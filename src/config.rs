@@ -8,7 +8,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use http::HeaderName;
+
+use crate::mapping::KeyDigest;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a mapping file offline; exit 0 if it would be applied, 1 with the reasons if not.
     Check {
         /// The mapping file to check.
@@ -48,6 +51,19 @@ pub struct ExplainArgs {
     /// Resolve as the caller holding this virtual key (looked up in the `keys` table).
     #[arg(long)]
     pub key: Option<String>,
+    /// When the `keys` table does not know `--key`, ask the gateway's `/key/info` with it.
+    #[arg(long, requires = "key")]
+    pub ask_gateway: bool,
+    /// The gateway to ask (with `--ask-gateway`).
+    #[arg(
+        long,
+        env = "MODELMAP_UPSTREAM",
+        default_value = "http://127.0.0.1:4000"
+    )]
+    pub upstream: String,
+    /// Longest wait for the gateway's answer (with `--ask-gateway`).
+    #[arg(long, env = "MODELMAP_IDENTITY_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub identity_timeout: Duration,
     /// The requested model name (a comma-separated list is resolved name by name).
     pub model: String,
 }
@@ -107,6 +123,38 @@ pub struct ServeArgs {
     /// (set it when LiteLLM's `litellm_key_header_name` is set).
     #[arg(long, env = "MODELMAP_KEY_HEADER")]
     pub key_header: Option<String>,
+    /// Ask the gateway (`GET /key/info` with the caller's own key) for the team of a key
+    /// the `keys` table does not know. `--identity-lookup=false` turns it off.
+    #[arg(long, env = "MODELMAP_IDENTITY_LOOKUP", default_value_t = true, action = ArgAction::Set)]
+    pub identity_lookup: bool,
+    /// Longest wait for one `/key/info` answer.
+    #[arg(long, env = "MODELMAP_IDENTITY_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub identity_timeout: Duration,
+    /// How long a key's team, as the gateway told it, is reused.
+    #[arg(long, env = "MODELMAP_IDENTITY_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub identity_ttl: Duration,
+    /// How long "unknown or invalid key" (401/403/404 from `/key/info`) is reused.
+    #[arg(long, env = "MODELMAP_IDENTITY_NEGATIVE_TTL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub identity_negative_ttl: Duration,
+    /// Most keys remembered at once (0: no cache, every request asks the gateway).
+    #[arg(long, env = "MODELMAP_IDENTITY_CACHE_SIZE", default_value_t = 10_000)]
+    pub identity_cache_size: usize,
+    /// If a `/key/info` lookup fails, answer 503 instead of continuing with global
+    /// aliases only.
+    #[arg(long, env = "MODELMAP_IDENTITY_FAIL_CLOSED")]
+    pub identity_fail_closed: bool,
+    /// A header that carries the caller's team, set by an authenticating ingress that
+    /// strips it from clients. Overrides every other source; removed before forwarding.
+    #[arg(long, env = "MODELMAP_TRUSTED_TEAM_HEADER")]
+    pub trusted_team_header: Option<String>,
+    /// SHA-256 (hex) of the gateway's master key: that key has no team and is never
+    /// looked up.
+    #[arg(long, env = "MODELMAP_MASTER_KEY_HASH")]
+    pub master_key_hash: Option<String>,
+    /// Refuse (403) a request that names another team's internal model name.
+    /// `--guard=false` turns it off.
+    #[arg(long, env = "MODELMAP_GUARD", default_value_t = true, action = ArgAction::Set)]
+    pub guard: bool,
 }
 
 /// The gateway address, resolved once at start.
@@ -138,6 +186,12 @@ pub enum ConfigError {
 }
 
 impl Upstream {
+    /// `host[:port]` as given, for the `Host` header of modelmap's own requests.
+    pub fn authority(&self) -> &str {
+        let rest = self.url.strip_prefix("http://").unwrap_or(&self.url);
+        rest.split('/').next().unwrap_or_default()
+    }
+
     pub fn parse(url: &str) -> Result<Upstream, ConfigError> {
         let rest = url
             .strip_prefix("http://")
@@ -173,6 +227,21 @@ impl Upstream {
 pub struct Settings {
     pub args: ServeArgs,
     pub upstream: Upstream,
+    pub trusted_team_header: Option<HeaderName>,
+    pub master_key: Option<KeyDigest>,
+}
+
+/// A SHA-256 digest written as 64 hex digits.
+pub fn parse_digest(hex: &str) -> Option<KeyDigest> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 impl Settings {
@@ -194,7 +263,42 @@ impl Settings {
                 reason: "at least one worker thread is needed".into(),
             });
         }
-        Ok(Settings { args, upstream })
+        let trusted_team_header = args
+            .trusted_team_header
+            .as_deref()
+            .map(|name| {
+                HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| ConfigError::Invalid {
+                    flag: "trusted-team-header",
+                    value: name.to_string(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
+        let master_key = args
+            .master_key_hash
+            .as_deref()
+            .map(|hex| {
+                parse_digest(hex).ok_or_else(|| ConfigError::Invalid {
+                    flag: "master-key-hash",
+                    // Someone may pass the key itself by mistake: never echo it.
+                    value: format!("<{} characters>", hex.chars().count()),
+                    reason: "expected the SHA-256 of the master key as 64 hex digits (printf %s \"$KEY\" | sha256sum)".into(),
+                })
+            })
+            .transpose()?;
+        if args.identity_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                flag: "identity-timeout",
+                value: "0s".into(),
+                reason: "a lookup needs some time".into(),
+            });
+        }
+        Ok(Settings {
+            args,
+            upstream,
+            trusted_team_header,
+            master_key,
+        })
     }
 }
 
@@ -226,7 +330,46 @@ mod tests {
             panic!("serve parsed");
         };
         assert_eq!(args.read_timeout, Duration::from_secs(120));
-        assert!(Settings::from_args(args).is_ok());
+        assert!(Settings::from_args(*args).is_ok());
+    }
+
+    #[test]
+    fn identity_flags_parse_and_validate() {
+        let cli = Cli::try_parse_from(["modelmap"]).expect("no flags needed");
+        let s = Settings::from_args(cli.serve).expect("defaults are valid");
+        assert!(s.args.identity_lookup && s.args.guard, "on by default");
+        assert!(!s.args.identity_fail_closed);
+        assert_eq!(s.args.identity_ttl, Duration::from_secs(60));
+        assert_eq!(s.args.identity_negative_ttl, Duration::from_secs(5));
+        assert_eq!(s.args.identity_cache_size, 10_000);
+        assert!(s.trusted_team_header.is_none() && s.master_key.is_none());
+
+        let digest = "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b";
+        let cli = Cli::try_parse_from([
+            "modelmap",
+            "--guard=false",
+            "--identity-lookup",
+            "false",
+            "--identity-fail-closed",
+            "--trusted-team-header",
+            "X-Team-Id",
+            "--master-key-hash",
+            digest,
+        ])
+        .expect("valid");
+        let s = Settings::from_args(cli.serve).expect("valid");
+        assert!(!s.args.guard && !s.args.identity_lookup && s.args.identity_fail_closed);
+        assert_eq!(s.trusted_team_header.expect("set").as_str(), "x-team-id");
+        assert_eq!(s.master_key.expect("set")[0], 0x88);
+
+        let cli =
+            Cli::try_parse_from(["modelmap", "--master-key-hash", "sk-1234"]).expect("parses");
+        let e = Settings::from_args(cli.serve).expect_err("not a digest");
+        assert!(e.to_string().contains("64 hex digits"), "{e}");
+        assert!(
+            !e.to_string().contains("sk-1234"),
+            "a mistaken key is not echoed: {e}"
+        );
     }
 
     #[test]

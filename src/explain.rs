@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::identity::KeyHash;
+use crate::identity::{Answer, KeyHash, LookupError};
 use crate::mapping::{Mapping, MappingError};
 
 /// The text `modelmap check` prints for a file that would be applied.
@@ -25,7 +25,8 @@ pub fn check(path: &Path) -> Result<String, MappingError> {
 /// Where the caller's team comes from, for `explain`.
 pub enum Who<'a> {
     Team(&'a str),
-    Key(&'a str),
+    /// A key, and the gateway's answer for it when it was asked (`--ask-gateway`).
+    Key(&'a str, Option<Result<Answer, LookupError>>),
     Nobody,
 }
 
@@ -40,28 +41,57 @@ pub fn explain(mapping: &Mapping, who: Who<'_>, model: &str) -> String {
                 " (not in the mapping: aliases only)"
             };
             let _ = writeln!(out, "caller: team {t:?}{known}");
-            Some(t)
+            Some(t.to_owned())
         }
-        Who::Key(k) => {
+        Who::Key(k, gateway) => {
             let hash = KeyHash::of(k);
-            let team = mapping.team_for_key(&hash.0);
-            match team {
-                Some(t) => {
-                    let _ = writeln!(
-                        out,
-                        "caller: key {}… -> team {t:?} (keys table)",
-                        hash.short()
-                    );
+            let short = hash.short();
+            match (mapping.team_for_key(&hash.0), gateway) {
+                (Some(t), _) => {
+                    let _ = writeln!(out, "caller: key {short}… -> team {t:?} (keys table)");
+                    Some(t.to_owned())
                 }
-                None => {
+                (None, None) => {
                     let _ = writeln!(
                         out,
-                        "caller: key {}… is not in the keys table: aliases only",
-                        hash.short()
+                        "caller: key {short}… is not in the keys table: aliases only (--ask-gateway asks /key/info)"
                     );
+                    None
+                }
+                (None, Some(Ok(Answer::Valid(Some(t))))) => {
+                    let known = if mapping.has_team(&t) {
+                        ""
+                    } else {
+                        " (not in the mapping: aliases only)"
+                    };
+                    let _ = writeln!(
+                        out,
+                        "caller: key {short}… -> team {t:?} (gateway /key/info){known}"
+                    );
+                    Some(t)
+                }
+                (None, Some(Ok(Answer::Valid(None)))) => {
+                    let _ = writeln!(
+                        out,
+                        "caller: key {short}… has no team (gateway /key/info): aliases only"
+                    );
+                    None
+                }
+                (None, Some(Ok(Answer::Invalid))) => {
+                    let _ = writeln!(
+                        out,
+                        "caller: key {short}… has no key record at the gateway (401/403/404 from /key/info): aliases only"
+                    );
+                    None
+                }
+                (None, Some(Err(e))) => {
+                    let _ = writeln!(
+                        out,
+                        "caller: key {short}… is not in the keys table and the gateway lookup failed ({e}): aliases only"
+                    );
+                    None
                 }
             }
-            team
         }
         Who::Nobody => {
             let _ = writeln!(out, "caller: no team given: aliases only");
@@ -70,7 +100,7 @@ pub fn explain(mapping: &Mapping, who: Who<'_>, model: &str) -> String {
     };
     for name in model.split(',').map(str::trim) {
         let _ = writeln!(out, "model {name:?}:");
-        match mapping.resolve(team, name) {
+        match mapping.resolve(team.as_deref(), name) {
             None => {
                 let _ = writeln!(out, "  no rule matches: sent unchanged");
             }
@@ -81,7 +111,7 @@ pub fn explain(mapping: &Mapping, who: Who<'_>, model: &str) -> String {
                     let _ = writeln!(out, "  {step}. alias {kind} {:?} -> {:?}", a.key, a.target);
                     step += 1;
                 }
-                if let (Some(t), Some(team)) = (r.team, team) {
+                if let (Some(t), Some(team)) = (r.team, team.as_deref()) {
                     let kind = if t.pattern { "pattern" } else { "exact" };
                     let _ = writeln!(
                         out,

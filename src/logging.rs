@@ -1,5 +1,9 @@
 //! Log setup. Pingora logs through the `log` crate; tracing-subscriber bridges it, so
 //! every line comes out in one format. Access lines carry no key and no body.
+//!
+//! Pingora's own debug and trace lines print whole request headers (credentials
+//! included), so its crates are held at `info` unless the filter names them explicitly:
+//! `--log-level debug` debugs modelmap without ever logging a key.
 
 use std::io::IsTerminal;
 
@@ -7,8 +11,27 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-pub fn init(format: LogFormat, filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+/// Pingora crates whose debug output includes request headers.
+const PINGORA_TARGETS: [&str; 3] = ["pingora_core", "pingora_proxy", "pingora"];
+
+/// The filter for `spec`, with Pingora capped at `info` unless `spec` mentions it.
+pub fn filter(spec: &str) -> EnvFilter {
+    let mut filter = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("info"));
+    let verbose = filter
+        .max_level_hint()
+        .is_none_or(|max| max > tracing::level_filters::LevelFilter::INFO);
+    if verbose && !spec.contains("pingora") {
+        for target in PINGORA_TARGETS {
+            if let Ok(directive) = format!("{target}=info").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
+    filter
+}
+
+pub fn init(format: LogFormat, spec: &str) {
+    let filter = filter(spec);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -17,4 +40,27 @@ pub fn init(format: LogFormat, filter: &str) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::level_filters::LevelFilter;
+
+    #[test]
+    fn pingora_stays_at_info_when_debugging() {
+        assert_eq!(
+            super::filter("warn").max_level_hint(),
+            Some(LevelFilter::WARN)
+        );
+        let f = super::filter("debug").to_string();
+        assert!(
+            f.contains("pingora_core=info") && f.contains("pingora_proxy=info"),
+            "{f}"
+        );
+        let f = super::filter("debug,pingora_proxy=debug").to_string();
+        assert!(
+            !f.contains("pingora_core=info"),
+            "an explicit choice wins: {f}"
+        );
+    }
 }

@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use modelmap::config::{Cli, Command, ServeArgs, Settings};
+use modelmap::config::{Cli, Command, ExplainArgs, ServeArgs, Settings, Upstream};
 use modelmap::explain::{self, Who};
+use modelmap::identity::{Answer, Gateway, KeyHash, LookupError};
 use modelmap::mapping::Mapping;
 use modelmap::server::{self, Drain};
 use pingora::server::RunArgs;
@@ -16,7 +17,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::Check { file }) => match explain::check(&file) {
             Ok(summary) => {
                 println!("{summary}");
@@ -37,13 +38,39 @@ fn main() -> ExitCode {
             };
             let who = match (&args.team, &args.key) {
                 (Some(t), _) => Who::Team(t),
-                (None, Some(k)) => Who::Key(k),
+                (None, Some(k)) => {
+                    let known = mapping.team_for_key(&KeyHash::of(k).0).is_some();
+                    let answer = (args.ask_gateway && !known).then(|| ask_gateway(&args, k));
+                    match answer {
+                        Some(Err(e)) => {
+                            eprintln!("{e}");
+                            return ExitCode::from(EXIT_CONFIG);
+                        }
+                        Some(Ok(answer)) => Who::Key(k, Some(answer)),
+                        None => Who::Key(k, None),
+                    }
+                }
                 (None, None) => Who::Nobody,
             };
             print!("{}", explain::explain(&mapping, who, &args.model));
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `explain --ask-gateway`: one `/key/info` lookup with the given key. The outer error is
+/// a setup problem (bad `--upstream`, no runtime); the inner one is the lookup's.
+fn ask_gateway(args: &ExplainArgs, key: &str) -> Result<Result<Answer, LookupError>, String> {
+    let upstream = Upstream::parse(&args.upstream).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    let mut value = http::HeaderValue::from_str(&format!("Bearer {key}"))
+        .map_err(|_| "--key: not a valid header value".to_string())?;
+    value.set_sensitive(true);
+    let gateway = Gateway::new(upstream.addr, upstream.authority(), args.identity_timeout);
+    Ok(runtime.block_on(gateway.ask("authorization", value)))
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

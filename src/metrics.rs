@@ -6,8 +6,8 @@
 //! Each proxy instance has its own registry, so several can run in one process (tests).
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::mapping::RuleCounts;
@@ -23,6 +23,9 @@ pub struct Metrics {
     pub rules: IntGaugeVec,
     pub body_passthrough: IntCounterVec,
     pub in_flight: IntGauge,
+    pub identity_lookups: IntCounterVec,
+    pub identity_cache_entries: IntGauge,
+    pub guard_rejections: IntCounter,
 }
 
 /// Request outcomes (`modelmap_requests_total{outcome}`).
@@ -87,6 +90,28 @@ impl Metrics {
             "Request bodies forwarded untouched because they were not a JSON object modelmap could follow.",
             &["family"],
         )?;
+        let identity_lookups = counter(
+            "modelmap_identity_lookups_total",
+            "Gateway team lookups by result: hit (answered without a call of its own: cached, or shared with a lookup in flight), miss (asked the gateway: valid key), negative (asked: 401/403/404), error (the lookup failed; each request that fell back counts).",
+            &["result"],
+        )?;
+        for result in crate::identity::LOOKUP_RESULTS {
+            identity_lookups.with_label_values(&[result]);
+        }
+        let identity_cache_entries = register(
+            &registry,
+            IntGauge::new(
+                "modelmap_identity_cache_entries",
+                "Keys in the team cache, lookups in flight included.",
+            )?,
+        );
+        let guard_rejections = register(
+            &registry,
+            IntCounter::new(
+                "modelmap_guard_rejections_total",
+                "Requests refused (403) for naming another team's internal model name.",
+            )?,
+        );
         let duration = register(
             &registry,
             HistogramVec::new(
@@ -144,6 +169,9 @@ impl Metrics {
             rules,
             body_passthrough,
             in_flight,
+            identity_lookups,
+            identity_cache_entries,
+            guard_rejections,
         })
     }
 

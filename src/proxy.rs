@@ -2,29 +2,58 @@
 //!
 //! Phase chart for one request:
 //! ```text
-//! request_filter          snapshot the mapping, identify the caller, pick the rewriter
+//! early_request_filter    the client's per-read timeout
+//! request_filter          snapshot the mapping, identify the caller (may await a
+//!                         cached /key/info lookup), map names in the URL, pick the body
+//!                         rewriter; a failed lookup with --identity-fail-closed, or a
+//!                         URL naming another team's internal model, is answered here
 //! upstream_peer           the gateway, with the configured timeouts
-//! upstream_request_filter a body that may be rewritten goes upstream chunked: Pingora
-//!                         sends these headers before the first body byte is seen, so
-//!                         the final length cannot be known yet (never both framings,
-//!                         never a stale Content-Length)
-//! request_body_filter     stream each body chunk through the rewriter
+//! upstream_request_filter the rewritten URL; a body that may be rewritten goes upstream
+//!                         chunked: Pingora sends these headers before the first body
+//!                         byte is seen, so the final length cannot be known yet (never
+//!                         both framings, never a stale Content-Length); the trusted
+//!                         team header is removed
+//! request_body_filter     stream each body chunk through the rewriter; the guard
+//!                         refuses here (below); the body deadline
 //! upstream_response_filter count the gateway's status class
 //! response_filter         restore names in headers; pick the body restorer (see
 //!                         rewrite::restore); a body that may change goes out chunked
 //! response_body_filter    stream each response chunk through the restorer
-//! fail_to_proxy           modelmap's own errors, in the OpenAI error shape
+//! fail_to_proxy           modelmap's own errors and refusals, in the OpenAI error shape
 //! logging                 one log line and the request metrics
 //! ```
+//!
+//! ## The guard's refusal, on the wire
+//! The requested model is only known once the body is read, and Pingora 0.9.1 has by then
+//! connected to the gateway and sent it the request head (`proxy_1to1` writes the header,
+//! then runs the body loop). So the refusal happens in `request_body_filter`:
+//! 1. The rewriter's output for the chunk in which the offending name ended is dropped,
+//!    and so is everything after it. The scanner emits a model value only in the chunk
+//!    where the value ends, so the name itself never leaves modelmap. A body within the
+//!    64 KiB validation window (`rewrite::body`) has not released a single byte yet; a
+//!    longer one with `model` after the window may have sent a prefix without the name.
+//! 2. The rest of the client's body is read and discarded (an empty `Some` tells Pingora
+//!    "nothing to send yet", so it writes nothing upstream), so that closing the client
+//!    connection after the answer cannot reset it and lose the 403.
+//! 3. At the end of the client's body the filter returns an `HTTPStatus(403)` error
+//!    *before* Pingora would send the last chunk: Pingora stops both directions, drops the
+//!    upstream connection (never pooled after an error) and calls `fail_to_proxy`, which
+//!    writes the 403 in the OpenAI shape with `Connection: close`.
+//!
+//! The gateway therefore sees a request head with `Transfer-Encoding: chunked`, at most a
+//! name-free body prefix, and the connection closing before the terminating chunk: an
+//! incomplete request it never handles. `fail_to_proxy` answers from the recorded refusal
+//! whatever error ends the exchange (were the gateway to give up first, the client still
+//! gets the 403, not a 502).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{
-    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING,
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING,
 };
 use http::{Method, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -34,8 +63,8 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
 use crate::config::Settings;
-use crate::error::openai_error_body;
-use crate::identity::{self, Caller};
+use crate::error::{Refusal, openai_error_body};
+use crate::identity::{Caller, Identity, TeamSource};
 use crate::mapping::Mapping;
 use crate::metrics::{Metrics, Outcome, status_class};
 use crate::request::{self, RequestBody};
@@ -50,8 +79,12 @@ pub struct ModelMap {
     settings: Settings,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    identity: Identity,
     in_flight: Arc<AtomicUsize>,
 }
+
+/// Longest time spent reading and discarding a refused request's body before answering.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 impl ModelMap {
     pub fn new(
@@ -60,12 +93,27 @@ impl ModelMap {
         metrics: Arc<Metrics>,
         in_flight: Arc<AtomicUsize>,
     ) -> ModelMap {
+        let identity = Identity::new(&settings, metrics.clone());
         ModelMap {
             settings,
             store,
             metrics,
+            identity,
             in_flight,
         }
+    }
+}
+
+impl ModelMap {
+    /// Counts and logs a guard refusal (the name as sent, never the key).
+    fn guard_refused(&self, caller: &Caller, requested: &str) {
+        self.metrics.guard_rejections.inc();
+        tracing::warn!(
+            key = caller.key.map(|k| k.short()).unwrap_or_default(),
+            team = caller.team.as_deref().unwrap_or("-"),
+            requested = %requested,
+            "guard: refusing another team's internal model name"
+        );
     }
 }
 
@@ -103,6 +151,7 @@ pub struct Ctx {
     uri: Option<String>,
     upstream_status: Option<u16>,
     rejected: bool,
+    refusal: Option<Refusal>,
     _in_flight: InFlight,
 }
 
@@ -123,6 +172,7 @@ impl ProxyHttp for ModelMap {
             uri: None,
             upstream_status: None,
             rejected: false,
+            refusal: None,
             _in_flight: InFlight::new(&self.in_flight, &self.metrics.in_flight),
         }
     }
@@ -139,20 +189,43 @@ impl ProxyHttp for ModelMap {
         let req = session.req_header();
         let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
         ctx.family = Family::of(req.uri.path());
-        let key = identity::extract_key(
-            &req.headers,
-            self.settings.args.key_header.as_deref(),
-            path_and_query,
-        );
-        let caller = identity::identify(&snapshot, key);
-        let mut names = Names::new(snapshot.clone(), caller.team.clone());
+        let caller = self
+            .identity
+            .identify(&snapshot, &req.headers, path_and_query)
+            .await;
+        let mut names =
+            Names::new(snapshot.clone(), caller.team.clone()).guarded(self.settings.args.guard);
         ctx.uri = request::rewrite_uri(path_and_query, &mut names);
-        ctx.body = RequestBody::for_request(req);
-        ctx.names = Some(names);
         ctx.models_list =
             req.method == Method::GET && matches!(req.uri.path(), "/v1/models" | "/models");
+        let refusal = if caller.source == TeamSource::LookupFailed
+            && self.settings.args.identity_fail_closed
+        {
+            Some(Refusal::IdentityUnavailable)
+        } else {
+            names.denied.clone().map(|requested| {
+                self.guard_refused(&caller, &requested);
+                Refusal::OtherTeamsModel { requested }
+            })
+        };
+        if refusal.is_none() {
+            ctx.body = RequestBody::for_request(req);
+        }
+        ctx.names = Some(names);
         ctx.caller = Some(caller);
         ctx.snapshot = snapshot;
+        if let Some(refusal) = refusal {
+            // Nothing has gone upstream yet: answer now.
+            ctx.rejected = true;
+            respond_early(
+                session,
+                &refusal,
+                self.settings.args.read_timeout.min(DRAIN_LIMIT),
+            )
+            .await?;
+            ctx.refusal = Some(refusal);
+            return Ok(true);
+        }
         Ok(false)
     }
 
@@ -181,6 +254,9 @@ impl ProxyHttp for ModelMap {
             upstream.remove_header(&CONTENT_LENGTH);
             upstream.insert_header(TRANSFER_ENCODING, "chunked")?;
         }
+        if let Some(name) = self.identity.trusted_header() {
+            upstream.remove_header(name);
+        }
         if ctx.body.is_some() || ctx.uri.is_some() || ctx.models_list {
             // The response may need restoring: ask for it uncompressed. The hop is
             // loopback inside the pod, where compression buys nothing.
@@ -202,10 +278,30 @@ impl ProxyHttp for ModelMap {
             return Error::e_explain(ErrorType::ReadTimedout, "request body deadline")
                 .map_err(|e| e.into_down());
         }
-        if let (Some(rewriter), Some(names)) = (ctx.body.as_mut(), ctx.names.as_mut()) {
+        let (Some(rewriter), Some(names)) = (ctx.body.as_mut(), ctx.names.as_mut()) else {
+            return Ok(());
+        };
+        if ctx.refusal.is_none() {
             let out = rewriter.feed(body.take(), end_of_stream, names);
-            // An empty Some means "nothing yet"; None would end the upstream body.
-            *body = Some(out);
+            match names.denied.clone() {
+                // An empty Some means "nothing yet"; None would end the upstream body.
+                None => *body = Some(out),
+                Some(requested) => {
+                    if let Some(caller) = ctx.caller.as_ref() {
+                        self.guard_refused(caller, &requested);
+                    }
+                    ctx.rejected = true;
+                    ctx.refusal = Some(Refusal::OtherTeamsModel { requested });
+                }
+            }
+        }
+        if ctx.refusal.is_some() {
+            // Refused: read the client's body to its end, send nothing more upstream,
+            // then stop before Pingora could send the terminating chunk.
+            *body = Some(Bytes::new());
+            if end_of_stream {
+                return Error::e_explain(ErrorType::HTTPStatus(403), "refused by the guard");
+            }
         }
         Ok(())
     }
@@ -271,10 +367,16 @@ impl ProxyHttp for ModelMap {
         Ok(None)
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
-        let (status, kind, code, message) = describe_failure(e, &self.settings.upstream.url);
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (status, body) = match &ctx.refusal {
+            Some(refusal) => (refusal.status(), refusal.body()),
+            None => {
+                let (status, kind, code, message) =
+                    describe_failure(e, &self.settings.upstream.url);
+                (status, openai_error_body(&message, kind, code))
+            }
+        };
         if status > 0 {
-            let body = openai_error_body(&message, kind, code);
             let sent = async {
                 let mut resp = ResponseHeader::build(status, Some(3))?;
                 resp.insert_header(CONTENT_TYPE, "application/json")?;
@@ -294,15 +396,35 @@ impl ProxyHttp for ModelMap {
         }
     }
 
+    fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, _error: &Error) -> bool {
+        // A refusal is logged (warn) where it is decided, and in the access line.
+        ctx.refusal.is_some()
+    }
+
+    fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {
+        // Pingora's own summary prints the raw target, query included: `?key=` may be a key.
+        let req = session.req_header();
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        format!("{} {}, Host: {host}", req.method, req.uri.path())
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         // A reverted body reached the gateway as sent: only URL rewrites count then.
-        let reverted = ctx.body.as_ref().is_some_and(RequestBody::reverted);
+        // A refused request reached nothing.
+        let reverted =
+            ctx.body.as_ref().is_some_and(RequestBody::reverted) || ctx.refusal.is_some();
         let counted = |p: Place| !reverted || matches!(p, Place::Path | Place::Query);
         let names = ctx.names.as_ref();
         let applied: Vec<_> = names
             .map(|n| n.applied.iter().filter(|a| counted(a.place)).collect())
             .unwrap_or_default();
-        let rewrites = if reverted {
+        let rewrites = if ctx.refusal.is_some() {
+            0
+        } else if reverted {
             applied.iter().map(|a| a.times as usize).sum()
         } else {
             names.map_or(0, |n| n.count)
@@ -349,6 +471,7 @@ impl ProxyHttp for ModelMap {
             status,
             duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
             team = team.unwrap_or("-"),
+            identity = caller.map_or("unknown", |c| c.source.as_str()),
             key = caller.and_then(|c| c.key).map(|k| k.short()).unwrap_or_default(),
             requested,
             sent,
@@ -358,6 +481,36 @@ impl ProxyHttp for ModelMap {
             error = e.map(|e| e.etype().as_str()).unwrap_or_default(),
         );
     }
+}
+
+/// Answers `refusal` before anything is sent upstream. The body is read and discarded
+/// first (up to `drain_for`) so the connection can be kept and closing it can't reset the
+/// answer away; a client waiting for `100 Continue` gets the answer at once instead.
+async fn respond_early(
+    session: &mut Session,
+    refusal: &Refusal,
+    drain_for: Duration,
+) -> Result<()> {
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let downstream = session.as_downstream_mut();
+    let drained = !expects_continue && {
+        downstream.set_total_drain_timeout(Some(drain_for));
+        downstream.drain_request_body().await.is_ok()
+    };
+    if !drained {
+        downstream.set_keepalive(None);
+    }
+    let body = refusal.body();
+    let mut resp = ResponseHeader::build(refusal.status(), Some(3))?;
+    resp.insert_header(CONTENT_TYPE, "application/json")?;
+    resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
 }
 
 /// Which restorer a response needs, if any. Compressed bodies are never touched.

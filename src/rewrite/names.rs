@@ -5,6 +5,13 @@
 //! caller and stay consistent. The requested and sent names of the request's own model
 //! are kept so responses can be restored from them (several names may map to one
 //! target, so an inverted map could not tell which one the caller used).
+//!
+//! With the guard on, each requested name (every part of a comma-separated `model`,
+//! every fallback, and names in URLs, forms and batch lines) is checked before it is mapped: a name that the mapping lists as an
+//! internal name (a target) of a team other than the caller's, or of any team when the
+//! caller has none, is recorded in [`Names::denied`]. Deciding what to do about it is the
+//! proxy's job; the check itself is pure. Names reached through a global alias are the
+//! operator's choice and are not checked.
 
 use std::sync::Arc;
 
@@ -77,6 +84,9 @@ pub struct Names {
     /// Every (sent, requested) pair of the request's model, each name of a list on its
     /// own: what responses are restored from.
     pub restores: Vec<(String, String)>,
+    guard: bool,
+    /// The first requested name the guard refused, as the caller sent it.
+    pub denied: Option<String>,
 }
 
 impl Names {
@@ -88,6 +98,25 @@ impl Names {
             count: 0,
             model: None,
             restores: Vec::new(),
+            guard: false,
+            denied: None,
+        }
+    }
+
+    /// Turns the guard on (or off).
+    pub fn guarded(mut self, on: bool) -> Names {
+        self.guard = on;
+        self
+    }
+
+    /// Records `name` if it is another team's internal name.
+    fn check(&mut self, name: &str) {
+        if !self.guard || self.denied.is_some() {
+            return;
+        }
+        let owner = self.mapping.owner_of(name.trim());
+        if owner.is_some() && owner != self.team.as_deref() {
+            self.denied = Some(name.trim().to_string());
         }
     }
 
@@ -127,6 +156,11 @@ impl Names {
     /// Maps a model name found at `place`. The request's own model may list several
     /// models separated by commas; each is mapped and the caller's spacing kept.
     pub fn map_at(&mut self, place: Place, name: &str) -> Option<String> {
+        if place.is_request_model() {
+            name.split(',').for_each(|part| self.check(part));
+        } else {
+            self.check(name);
+        }
         if !place.is_request_model() {
             return self.map_one(place, name);
         }
@@ -239,5 +273,50 @@ mod tests {
             n.applied.iter().map(|a| a.place).collect::<Vec<_>>(),
             [Place::Fallback, Place::Batch]
         );
+    }
+
+    #[test]
+    fn the_guard_refuses_other_teams_internal_names_only() {
+        let m = Mapping::parse(
+            "version: 1\nteams:\n  t:\n    models:\n      a: A-internal\n  u:\n    models:\n      b: B-internal\naliases:\n  x: B-internal\n",
+            "t",
+        )
+        .expect("valid");
+        let m = Arc::new(m);
+        let guarded =
+            |team: Option<&str>| Names::new(m.clone(), team.map(str::to_string)).guarded(true);
+
+        let mut n = guarded(Some("t"));
+        n.map(Field::Model, "A-internal");
+        n.map(Field::Model, "a");
+        n.map(Field::Model, "x");
+        assert_eq!(
+            n.denied, None,
+            "own internal names, public names and aliases pass"
+        );
+
+        let mut n = guarded(Some("t"));
+        n.map(Field::Model, "a, B-internal ");
+        assert_eq!(
+            n.denied.as_deref(),
+            Some("B-internal"),
+            "any part of a list"
+        );
+
+        let mut n = guarded(Some("t"));
+        n.map(Field::Fallback, "B-internal");
+        assert_eq!(n.denied.as_deref(), Some("B-internal"), "fallbacks too");
+
+        let mut n = guarded(None);
+        n.map(Field::Model, "A-internal");
+        assert_eq!(
+            n.denied.as_deref(),
+            Some("A-internal"),
+            "a team-less caller owns nothing"
+        );
+
+        let mut n = Names::new(m.clone(), None);
+        n.map(Field::Model, "A-internal");
+        assert_eq!(n.denied, None, "guard off");
     }
 }
