@@ -14,7 +14,7 @@ const KEY: &str = "sk-places-team";
 
 fn mapping() -> String {
     format!(
-        "version: 1\nteams:\n  team-p:\n    models:\n      gpt-4.1: model_name_team-p_1\n      whisper-1: model_name_team-p_whisper\n      \"gemini-*\": model_name_team-p_gemini\n      gpt-4o-realtime: model_name_team-p_rt\nkeys:\n  {}: team-p\n",
+        "version: 1\nteams:\n  team-p:\n    models:\n      gpt-4.1: model_name_team-p_1\n      whisper-1: model_name_team-p_whisper\n      \"gemini-*\": model_name_team-p_gemini\n      gpt-4o-realtime: model_name_team-p_rt\n  team-q:\n    models:\n      gpt-4.1: model_name_team-q_1\nkeys:\n  {}: team-p\n",
         key_digest(KEY)
     )
 }
@@ -271,4 +271,53 @@ fn batch_files_of_10000_lines_are_rewritten_line_by_line() {
         .find(|l| l.starts_with("modelmap_rewrites_total") && l.contains(r#"place="batch""#))
         .expect("batch rewrites counted");
     assert!(batch.ends_with(" 10000"), "{batch}");
+}
+
+#[test]
+fn the_guard_refuses_another_teams_internal_name_in_urls_and_forms() {
+    let gw = FakeGateway::start();
+    let proxy = Proxy::start(&gw.url(), &mapping(), &[]);
+    let before = gw.requests().len();
+    let path = "/openai/deployments/model_name_team-q_1/chat/completions";
+    let resp = proxy
+        .client()
+        .post(path, &[("authorization", &auth())], b"{}");
+    assert_eq!(resp.status, 403);
+    assert_eq!(resp.json()["error"]["code"], "team_model_access_denied");
+    let resp = proxy.client().request(
+        "GET",
+        "/v1/realtime?model=model_name_team-q_1",
+        &[("authorization", &auth())],
+        b"",
+        Framing::Length,
+    );
+    assert_eq!(resp.status, 403);
+    let body = format!(
+        "{}model_name_team-q_1\r\n--{BOUNDARY}--\r\n",
+        part_head("model", None)
+    );
+    let ctype = multipart_type();
+    let resp = proxy.client().request(
+        "POST",
+        "/v1/audio/transcriptions",
+        &[("authorization", &auth()), ("content-type", &ctype)],
+        body.as_bytes(),
+        Framing::Length,
+    );
+    assert_eq!(resp.status, 403);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(
+        gw.requests().len(),
+        before,
+        "no refused request reached the gateway"
+    );
+    // The caller's own internal name is fine.
+    let own = "/openai/deployments/model_name_team-p_1/chat/completions";
+    assert_eq!(
+        proxy
+            .client()
+            .post(own, &[("authorization", &auth())], b"{}")
+            .status,
+        200
+    );
 }
