@@ -271,9 +271,14 @@ fn keep_alive_connections_are_reused_across_requests() {
             "unmapped"
         };
         assert_eq!(
-            resp.json()["model"],
+            gw.last().json()["model"],
             expect,
             "request {i} on one client connection"
+        );
+        assert_eq!(
+            resp.json()["model"],
+            model,
+            "request {i}: the response is restored"
         );
     }
     let upstream_conns: std::collections::HashSet<usize> =
