@@ -211,6 +211,14 @@ fn configmap_updates_apply_without_restart_while_requests_flow() {
             || last_version(&gw) == Some(version),
         );
         expected_success += 1.0;
+        // The new mapping is in use a moment before its reload is counted.
+        wait_for("the reload to be counted", Duration::from_secs(5), || {
+            metric(
+                &proxy,
+                "modelmap_mapping_reloads_total",
+                Some(("result", "success")),
+            ) >= expected_success
+        });
         assert_eq!(
             metric(
                 &proxy,
@@ -226,7 +234,7 @@ fn configmap_updates_apply_without_restart_while_requests_flow() {
             None,
         );
         assert!(
-            applied >= last_applied,
+            applied > last_applied,
             "the last-success timestamp moves forward"
         );
         last_applied = applied;
@@ -276,6 +284,13 @@ fn configmap_updates_apply_without_restart_while_requests_flow() {
     volume.write(&[("mapping.yaml", &mapping(fixed)), ("notes.txt", "first")]);
     wait_for("the fixed mapping", Duration::from_secs(10), || {
         last_version(&gw) == Some(fixed)
+    });
+    wait_for("the fix to be counted", Duration::from_secs(5), || {
+        metric(
+            &proxy,
+            "modelmap_mapping_reloads_total",
+            Some(("result", "success")),
+        ) >= expected_success + 1.0
     });
 
     // An update that changes another key only: the mapping is read again, found

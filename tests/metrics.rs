@@ -99,7 +99,17 @@ fn counters_follow_requests_and_labels_come_only_from_the_mapping() {
         200
     );
 
-    let after = scrape(&proxy);
+    // Pingora counts a request in its logging phase, after the response has reached
+    // the client: wait until the last one is counted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let after = loop {
+        let s = scrape(&proxy);
+        if value(&s, "modelmap_requests_total", &[]) >= 6.0 || std::time::Instant::now() > deadline
+        {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     let req = |outcome, family| {
         value(
             &after,

@@ -604,8 +604,20 @@ def scrape_modelmap(report, binary, work):
         ]
         if got[0].get("model") != "gpt-4.1" or got[1].get("model") != "AgentX-LLM":
             report.fail("requests through modelmap", f"unexpected responses: {got}")
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
-            text = r.read().decode()
+        # A request is counted in modelmap's logging phase, just after its response
+        # reached the client: scrape until all five are in.
+        deadline = time.time() + 5
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            counted = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("modelmap_requests_total{")
+            )
+            if counted >= len(got) or time.time() > deadline:
+                break
+            time.sleep(0.02)
         # A clean SIGTERM while idle: the drain exits 0 at once.
         proc.send_signal(signal.SIGTERM)
         try:
