@@ -141,29 +141,9 @@ impl ShutdownSignalWatch for Drain {
         tokio::select! {
             _ = int.recv() => ShutdownSignal::FastShutdown,
             _ = term.recv() => {
-                let in_flight = self.in_flight.clone();
-                let timeout = self.timeout;
-                let deadline = Instant::now() + timeout;
+                let (in_flight, timeout) = (self.in_flight.clone(), self.timeout);
                 tracing::info!(?timeout, "SIGTERM: listeners closed; draining in-flight requests");
-                std::thread::spawn(move || {
-                    std::thread::sleep(SETTLE.min(timeout));
-                    loop {
-                        let n = in_flight.load(Ordering::Acquire);
-                        if n == 0 {
-                            tracing::info!("drained; exiting");
-                            break;
-                        }
-                        if Instant::now() >= deadline {
-                            tracing::warn!(
-                                in_flight = n,
-                                "shutdown timeout: exiting with requests still in flight"
-                            );
-                            break;
-                        }
-                        std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
-                    }
-                    std::process::exit(0);
-                });
+                std::thread::spawn(move || drain_then_exit(&in_flight, timeout));
                 // The server's runtime lives on through the drain, and so does this
                 // task: a second signal means "stop now".
                 tokio::spawn(async move {
@@ -178,6 +158,29 @@ impl ShutdownSignalWatch for Drain {
             }
         }
     }
+}
+
+/// Waits until no request is in flight, or the timeout, then exits with status 0.
+fn drain_then_exit(in_flight: &AtomicUsize, timeout: Duration) -> ! {
+    let deadline = Instant::now() + timeout;
+    std::thread::sleep(SETTLE.min(timeout));
+    loop {
+        let n = in_flight.load(Ordering::Acquire);
+        if n == 0 {
+            tracing::info!("drained; exiting");
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            tracing::warn!(
+                in_flight = n,
+                "shutdown timeout: exiting with requests still in flight"
+            );
+            break;
+        }
+        std::thread::sleep(POLL.min(left));
+    }
+    std::process::exit(0)
 }
 
 struct Stop(watch::Receiver<bool>);
@@ -223,6 +226,22 @@ impl Drop for Running {
         let _ = self.stop.send(true);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pingoras_grace_sleep_outlasts_the_drain_deadline() {
+        for (timeout, secs) in [(0, 1), (1_500, 3), (30_000, 31), (29_001, 31)] {
+            assert_eq!(
+                backstop_seconds(Duration::from_millis(timeout)),
+                secs,
+                "{timeout} ms"
+            );
         }
     }
 }
