@@ -118,13 +118,13 @@ fn sse_event(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A gateway that answers every POST with `EVENTS` events, one every `INTERVAL`.
-fn slow_sse_gateway() -> FakeGateway {
-    FakeGateway::with(Arc::new(|req| {
+/// A gateway that answers every POST with `events` events, one every `INTERVAL`.
+fn slow_sse_gateway(events: usize) -> FakeGateway {
+    FakeGateway::with(Arc::new(move |req| {
         if req.method == "GET" {
             return Reply::new(200, "application/json", "{}");
         }
-        let mut chunks: Vec<Vec<u8>> = (0..EVENTS).map(sse_event).collect();
+        let mut chunks: Vec<Vec<u8>> = (0..events).map(sse_event).collect();
         chunks.push(b"data: [DONE]\n\n".to_vec());
         Reply::stream("text/event-stream", chunks, INTERVAL)
     }))
@@ -173,7 +173,7 @@ fn closed_without_response(stream: &mut TcpStream) -> bool {
 
 #[test]
 fn sigterm_lets_a_slow_sse_stream_finish_then_exits_0() {
-    let gw = slow_sse_gateway();
+    let gw = slow_sse_gateway(EVENTS);
     let mut bin = Binary::start(&gw.url(), "20s");
 
     // A keep-alive connection that has finished one request and sits idle.
@@ -280,7 +280,8 @@ fn sigterm_without_traffic_exits_0_at_once() {
 
 #[test]
 fn a_stream_longer_than_the_shutdown_timeout_is_cut_at_the_timeout() {
-    let gw = slow_sse_gateway();
+    // 10 s of events: far longer than the timeout.
+    let gw = slow_sse_gateway(40);
     let mut bin = Binary::start(&gw.url(), "1500ms");
     let (pieces, reader) = start_stream(bin.addr);
     pieces
@@ -294,7 +295,7 @@ fn a_stream_longer_than_the_shutdown_timeout_is_cut_at_the_timeout() {
     let took = sigterm_at.elapsed();
     assert!(exit.success(), "exit 0, got {exit}:\n{}", bin.logs());
     assert!(
-        took >= Duration::from_millis(1400) && took < Duration::from_millis(2800),
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(5),
         "exits when the 1.5 s shutdown timeout runs out, took {took:?}:\n{}",
         bin.logs()
     );
@@ -311,7 +312,7 @@ fn a_stream_longer_than_the_shutdown_timeout_is_cut_at_the_timeout() {
 
 #[test]
 fn a_second_signal_during_the_drain_stops_at_once() {
-    let gw = slow_sse_gateway();
+    let gw = slow_sse_gateway(40);
     let mut bin = Binary::start(&gw.url(), "30s");
     let (pieces, reader) = start_stream(bin.addr);
     pieces
@@ -329,6 +330,9 @@ fn a_second_signal_during_the_drain_stops_at_once() {
         .wait(Duration::from_secs(5))
         .unwrap_or_else(|| panic!("a second SIGTERM did not stop modelmap:\n{}", bin.logs()));
     assert!(exit.success(), "exit 0, got {exit}");
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "stopped at once, not after the stream"
+    );
     assert!(reader.join().is_err(), "the stream was cut");
 }
