@@ -13,5 +13,7 @@ cargo clippy --all-targets -- -D warnings
 echo "== cargo test" >&2
 cargo test --all-targets
 
+echo "== deploy checks" >&2; deploy/ci/check.sh
+
 echo "== end to end against a real LiteLLM" >&2
 tests/e2e/run.sh

@@ -50,8 +50,10 @@ pub fn build(settings: Settings) -> Result<Parts, StartError> {
 
     let conf = ServerConf {
         threads: settings.args.threads,
-        // Draining is handled by `Drain` below; Pingora's fixed grace sleep is its cap.
-        grace_period_seconds: Some(settings.args.shutdown_timeout.as_secs()),
+        // Draining is handled by `Drain` below, which exits the process itself. Pingora's
+        // fixed grace sleep is only a backstop and must outlast the drain's own deadline:
+        // rounding a timeout down (1.5 s to 1 s) let Pingora end the process first.
+        grace_period_seconds: Some(backstop_seconds(settings.args.shutdown_timeout)),
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
@@ -95,12 +97,36 @@ pub fn build(settings: Settings) -> Result<Parts, StartError> {
     })
 }
 
-/// Unix signals, with a drain: on SIGTERM the listeners close (Pingora) and the process
-/// exits as soon as no request is in flight, or when the shutdown timeout runs out.
+/// Whole seconds for Pingora's grace sleep: the drain timeout rounded up, plus one.
+fn backstop_seconds(timeout: Duration) -> u64 {
+    let whole = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+    whole + 1
+}
+
+/// Unix signals, with a drain.
+///
+/// On SIGTERM Pingora stops accepting (the listening sockets close, so new connections
+/// are refused), closes idle keep-alive connections, and stops reading new requests
+/// from busy ones once their current response ends. In-flight requests, streams
+/// included, go on. A thread here exits the process with status 0 as soon as none is in
+/// flight, or when the shutdown timeout runs out, whichever comes first: Pingora's own
+/// grace period is a fixed sleep that would hold every stop for the whole timeout.
+/// A second SIGTERM, or a SIGINT, during the drain exits at once. SIGINT before any
+/// SIGTERM is Pingora's fast shutdown.
+///
+/// The count of requests in flight is exact once the listeners are closed: Pingora
+/// creates a request's context (which holds its place in the count) in the same step
+/// that finishes reading its head, and after shutdown it reads no new heads. The
+/// thread therefore starts counting after a short pause that lets the shutdown reach
+/// every listener.
 pub struct Drain {
     pub in_flight: Arc<AtomicUsize>,
     pub timeout: Duration,
 }
+
+/// Time for Pingora to close the listeners before the in-flight count is trusted.
+const SETTLE: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(20);
 
 #[async_trait]
 impl ShutdownSignalWatch for Drain {
@@ -115,22 +141,46 @@ impl ShutdownSignalWatch for Drain {
         tokio::select! {
             _ = int.recv() => ShutdownSignal::FastShutdown,
             _ = term.recv() => {
-                let in_flight = self.in_flight.clone();
-                let deadline = Instant::now() + self.timeout;
-                std::thread::spawn(move || {
-                    // Let Pingora close the listeners first, then wait for the last request.
-                    std::thread::sleep(Duration::from_millis(100));
-                    while in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(20));
+                let (in_flight, timeout) = (self.in_flight.clone(), self.timeout);
+                tracing::info!(?timeout, "SIGTERM: listeners closed; draining in-flight requests");
+                std::thread::spawn(move || drain_then_exit(&in_flight, timeout));
+                // The server's runtime lives on through the drain, and so does this
+                // task: a second signal means "stop now".
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
                     }
-                    tracing::info!("drained; exiting");
+                    tracing::warn!("second signal during the drain: exiting now");
                     std::process::exit(0);
                 });
-                tracing::info!(timeout = ?self.timeout, "SIGTERM: draining in-flight requests");
                 ShutdownSignal::GracefulTerminate
             }
         }
     }
+}
+
+/// Waits until no request is in flight, or the timeout, then exits with status 0.
+fn drain_then_exit(in_flight: &AtomicUsize, timeout: Duration) -> ! {
+    let deadline = Instant::now() + timeout;
+    std::thread::sleep(SETTLE.min(timeout));
+    loop {
+        let n = in_flight.load(Ordering::Acquire);
+        if n == 0 {
+            tracing::info!("drained; exiting");
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            tracing::warn!(
+                in_flight = n,
+                "shutdown timeout: exiting with requests still in flight"
+            );
+            break;
+        }
+        std::thread::sleep(POLL.min(left));
+    }
+    std::process::exit(0)
 }
 
 struct Stop(watch::Receiver<bool>);
@@ -176,6 +226,22 @@ impl Drop for Running {
         let _ = self.stop.send(true);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pingoras_grace_sleep_outlasts_the_drain_deadline() {
+        for (timeout, secs) in [(0, 1), (1_500, 3), (30_000, 31), (29_001, 31)] {
+            assert_eq!(
+                backstop_seconds(Duration::from_millis(timeout)),
+                secs,
+                "{timeout} ms"
+            );
         }
     }
 }
