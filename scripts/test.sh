@@ -13,7 +13,11 @@ cargo clippy --all-targets -- -D warnings
 echo "== cargo test" >&2
 cargo test --all-targets
 
-echo "== deploy checks" >&2; deploy/ci/check.sh
+echo "== deploy checks" >&2
+deploy/ci/check.sh
+
+echo "== fuzz (bounded)" >&2
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" fuzz/run.sh
 
 echo "== end to end against a real LiteLLM" >&2
 tests/e2e/run.sh

@@ -6,10 +6,11 @@
 //! - `?model=` on the realtime route (`/v1/realtime`, `/realtime`).
 //!
 //! The name is percent-decoded before lookup (a model name may contain `/`, written
-//! literally or as `%2F`, which the gateway's router treats alike) and the replacement is
-//! percent-encoded, leaving unreserved characters and `/` as they are. Everything else
-//! in the URL is kept byte for byte. A name that is not valid UTF-8 once decoded is left
-//! alone.
+//! literally or as `%2F`, which the gateway's server decodes alike before routing) and
+//! the replacement is percent-encoded, leaving only unreserved characters as they are:
+//! a `/` in a replacement is written `%2F`, so the rewritten URL splits exactly where the
+//! original did (found by fuzzing). Everything else in the URL is kept byte for byte. A
+//! name that is not valid UTF-8 once decoded is left alone.
 
 use std::borrow::Cow;
 
@@ -88,13 +89,10 @@ fn decode(s: &str, plus_is_space: bool) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn encode(s: &str, keep_slash: bool) -> String {
+fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'_' | b'~')
-            || (keep_slash && b == b'/')
-        {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -127,7 +125,7 @@ pub fn rewrite(
         new_path = Cow::Owned(format!(
             "{}{}{}",
             &path[..start],
-            encode(&new, true),
+            encode(&new),
             &path[end..]
         ));
     }
@@ -143,7 +141,7 @@ pub fn rewrite(
                     Some(name) => match map(UrlPlace::Query, &name) {
                         Some(new) => {
                             changed = true;
-                            Cow::Owned(format!("model={}", encode(&new, false)))
+                            Cow::Owned(format!("model={}", encode(&new)))
                         }
                         None => Cow::Borrowed(pair),
                     },
@@ -189,7 +187,7 @@ mod tests {
         );
         assert_eq!(
             run("/openai/deployments/openrouter/qwen/chat/completions").as_deref(),
-            Some("/openai/deployments/team/qwen%20internal/chat/completions"),
+            Some("/openai/deployments/team%2Fqwen%20internal/chat/completions"),
             "names with '/' end at the endpoint"
         );
         assert_eq!(run("/openai/deployments/other/chat/completions"), None);
@@ -207,7 +205,7 @@ mod tests {
         );
         assert_eq!(
             run("/v1beta/models/openrouter%2Fqwen:generateContent").as_deref(),
-            Some("/v1beta/models/team/qwen%20internal:generateContent")
+            Some("/v1beta/models/team%2Fqwen%20internal:generateContent")
         );
         assert_eq!(
             run("/v1beta/models/gemini-pro"),
@@ -237,5 +235,24 @@ mod tests {
             "only the realtime route"
         );
         assert_eq!(run("/v1/realtime?model=other"), None);
+    }
+}
+
+#[cfg(test)]
+mod slash_tests {
+    use super::*;
+
+    /// Found by fuzzing: a replacement containing '/' must not split the name.
+    #[test]
+    fn a_replacement_with_a_slash_stays_one_name() {
+        let uri = "/engines/n%2f%555/x";
+        let new = rewrite(uri, &mut |_, name| Some(format!("{name}-X"))).expect("mapped");
+        assert_eq!(new, "/engines/n%2FU5-X/x");
+        let mut seen = String::new();
+        rewrite(&new, &mut |_, name| {
+            seen = name.to_string();
+            None
+        });
+        assert_eq!(seen, "n/U5-X", "the rewritten URL holds the whole new name");
     }
 }
