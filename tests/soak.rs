@@ -88,7 +88,7 @@ fn soak_with_reloads_every_100ms() {
                 let auth = format!("Bearer {KEY}");
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let stream = (w + n) % 2 == 0;
+                    let stream = (w + n).is_multiple_of(2);
                     let body = format!(
                         r#"{{"model":"public","fallbacks":["backup"],"stream":{stream},"n":{n}}}"#
                     );
