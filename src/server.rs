@@ -23,6 +23,9 @@ use crate::proxy::ModelMap;
 use crate::store::{Reload, Store};
 use crate::watch::MappingWatcher;
 
+/// Timeouts longer than this use Tokio timers (see `build`).
+const FAST_TIMER_LIMIT_SECS: u64 = 10;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create metrics: {0}")]
@@ -55,6 +58,10 @@ pub fn build(settings: Settings) -> Result<Parts, StartError> {
         // rounding a timeout down (1.5 s to 1 s) let Pingora end the process first.
         grace_period_seconds: Some(backstop_seconds(settings.args.shutdown_timeout)),
         graceful_shutdown_timeout_seconds: Some(1),
+        // Pingora keeps a cancelled fast timer until its deadline: with a 600 s read
+        // timeout, every upstream read would pin memory for ten minutes (measured by the
+        // soak test as steady RSS growth). Longer timeouts use Tokio's, freed on cancel.
+        fast_timeout_to_tokio_threshold_seconds: Some(FAST_TIMER_LIMIT_SECS),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
