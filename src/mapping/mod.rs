@@ -168,11 +168,6 @@ impl Mapping {
         self.owners.get(internal).map(String::as_str)
     }
 
-    /// Whether a name is a target of some rule (used to bound metric labels).
-    pub fn is_target(&self, name: &str) -> bool {
-        self.owners.contains_key(name) || self.aliases.targets().any(|t| t == name)
-    }
-
     /// Concrete names a caller of `team` may request, with the name each is sent as:
     /// the team's exact entries, then the exact global aliases. Patterns name no
     /// concrete model and are not listed.

@@ -10,8 +10,9 @@
 //! further rewriting but values already rewritten stay rewritten (the gateway rejects
 //! the body either way).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
+use super::concat;
 use super::json::{JsonRewriter, NameMapper};
 
 /// Bytes held back at the start of a body while it is validated.
@@ -26,20 +27,6 @@ pub struct BodyRewriter {
     released: bool,
     /// The original bytes were sent instead of the rewritten ones.
     reverted: bool,
-}
-
-fn concat(parts: &mut Vec<Bytes>) -> Bytes {
-    match parts.len() {
-        0 => Bytes::new(),
-        1 => parts.pop().unwrap_or_default(),
-        _ => {
-            let mut buf = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-            for p in parts.drain(..) {
-                buf.extend_from_slice(&p);
-            }
-            buf.freeze()
-        }
-    }
 }
 
 impl BodyRewriter {
@@ -82,7 +69,7 @@ impl BodyRewriter {
         if end {
             let rest = self.json.finish();
             if !rest.is_empty() {
-                out = concat(&mut vec![out, rest]);
+                out = concat([out, rest]);
             }
         }
         if self.released {
@@ -98,14 +85,14 @@ impl BodyRewriter {
             self.released = true;
             self.reverted = self.json.rewrites() > 0;
             self.rewritten.clear();
-            let original = concat(&mut self.originals);
+            let original = concat(self.originals.drain(..));
             self.originals.clear();
             return original;
         }
         if end || self.held >= WINDOW {
             self.released = true;
             self.originals.clear();
-            return concat(&mut self.rewritten);
+            return concat(self.rewritten.drain(..));
         }
         Bytes::new()
     }

@@ -15,6 +15,7 @@
 use bytes::{Bytes, BytesMut};
 use memchr::memmem;
 
+use super::concat;
 use super::json::{JsonRewriter, MAX_NAME_LEN, Profile};
 use super::names::{Names, Place};
 
@@ -289,21 +290,6 @@ impl MultipartRewriter {
                     self.line = JsonRewriter::with_profile(Profile::BatchLine);
                 }
             }
-        }
-    }
-}
-
-fn concat(mut parts: Vec<Bytes>) -> Bytes {
-    parts.retain(|p| !p.is_empty());
-    match parts.len() {
-        0 => Bytes::new(),
-        1 => parts.pop().unwrap_or_default(),
-        _ => {
-            let mut buf = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-            for p in &parts {
-                buf.extend_from_slice(p);
-            }
-            buf.freeze()
         }
     }
 }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use memchr::{memmem, memrchr};
 
+use super::concat;
 use super::json::{Field, JsonRewriter, NameMapper, Profile};
 use crate::mapping::Mapping;
 
@@ -84,23 +85,13 @@ impl Restorer {
         match self {
             Restorer::Json(rw, pairs) => {
                 let out = rw.feed(&chunk, pairs);
-                if end { join(out, rw.finish()) } else { out }
+                if end { concat([out, rw.finish()]) } else { out }
             }
             Restorer::Stream(s) => s.feed(chunk, end),
             Restorer::Error(b) => b.feed(chunk, end),
             Restorer::Models(b) => b.feed(chunk, end),
         }
     }
-}
-
-fn join(a: Bytes, b: Bytes) -> Bytes {
-    if b.is_empty() {
-        return a;
-    }
-    let mut buf = BytesMut::with_capacity(a.len() + b.len());
-    buf.extend_from_slice(&a);
-    buf.extend_from_slice(&b);
-    buf.freeze()
 }
 
 /// Server-sent events, restored line by line.
