@@ -1,10 +1,13 @@
--- wrk script: POST the body file $BENCH_BODY with the bench key, and print one
--- machine-readable RESULT line at the end (bench/run.sh parses it).
-local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
+-- wrk script: POST the body file $BENCH_BODY (or GET, when it is "-") with the bench
+-- key, and print one machine-readable RESULT line at the end (bench/run.sh parses it).
+local path = os.getenv("BENCH_BODY")
+if path ~= "-" then
+  local f = assert(io.open(path, "rb"))
+  wrk.method = "POST"
+  wrk.body = f:read("*a")
+  f:close()
+  wrk.headers["Content-Type"] = "application/json"
+end
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY")
 
 function done(summary, latency, requests)

@@ -8,8 +8,8 @@ import statistics
 import sys
 from collections import defaultdict
 
-SIZE_ORDER = {"1k": 0, "64k": 1, "1m": 2}
-SIZE_NAME = {"1k": "1 KiB", "64k": "64 KiB", "1m": "1 MiB"}
+SIZE_ORDER = {"get": 0, "1k": 1, "64k": 2, "1m": 3}
+SIZE_NAME = {"get": "GET, no body", "1k": "1 KiB", "64k": "64 KiB", "1m": "1 MiB"}
 HOP_NAME = {
     "direct": "none (client → mock)",
     "nginx": "nginx `proxy_pass`",

@@ -15,7 +15,8 @@
 # so a proxy's cost shows directly in throughput, as with "one proxy worker, one core".
 #
 # Environment: BENCH_ROUNDS, BENCH_DURATION (s per wrk run), BENCH_CONNS (32),
-# BENCH_SIZES ("1k 64k 1m"), BENCH_PORT (first of 6 ports, 18080), BENCH_PROFILE
+# BENCH_SIZES ("get 1k 64k 1m"; get: a GET without a body on a route with no model, the
+# cost of the hop itself), BENCH_PORT (first of 6 ports, 18080), BENCH_PROFILE
 # (release; debug in smoke mode, which reuses what `cargo test` built),
 # BENCH_EXTRA_HOPS ("modelmap-nolog": modelmap with the access log filtered out),
 # BENCH_OUT (directory for the results; a temporary one by default).
@@ -44,7 +45,7 @@ if [[ $MODE == smoke ]]; then
 else
     ROUNDS=${BENCH_ROUNDS:-5}
     DURATION=${BENCH_DURATION:-3}
-    SIZES=${BENCH_SIZES:-"1k 64k 1m"}
+    SIZES=${BENCH_SIZES:-"get 1k 64k 1m"}
     PROFILE=${BENCH_PROFILE:-release}
     LAT_DURATION=2
     SSE_STREAMS=20
@@ -109,6 +110,9 @@ done
 
 # --- inputs -----------------------------------------------------------------
 sha() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
+# The mapping gets a directory of its own: modelmap watches the mapping's directory, and
+# the logs written next to it would wake the watcher on every request.
+mkdir -p "$WORK/mapping"
 {
     echo "version: 1"
     echo "teams:"
@@ -132,12 +136,15 @@ sha() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
     for k in $(seq 1 200); do
         echo "  $(sha "sk-other-$k"): team-$(((k % 50) + 1))"
     done
-} >"$WORK/mapping.yaml"
+} >"$WORK/mapping/mapping.yaml"
 
-declare -A BYTES=([1k]=1024 [64k]=65536 [1m]=1048576)
+declare -A BYTES=([get]=0 [1k]=1024 [64k]=65536 [1m]=1048576)
 for s in $SIZES; do
+    [[ $s == get ]] && continue
     "$CLIENT" gen "${BYTES[$s]}" "$REQUESTED" "$WORK/body-$s.json"
 done
+body_of() { [[ $1 == get ]] && echo - || echo "$WORK/body-$1.json"; }
+path_of() { [[ $1 == get ]] && echo /health || echo "$PATH_CHAT"; }
 DELTA=$((${#INTERNAL} - ${#REQUESTED}))
 
 sed "s|__MAP__|{\"$REQUESTED\": \"$INTERNAL\"}|" bench/rewrite.js >"$WORK/rewrite.js"
@@ -176,11 +183,11 @@ start nginx nginx -p "$WORK" -c "$WORK/nginx-nginx.conf"
 start njs nginx -p "$WORK" -c "$WORK/nginx-njs.conf"
 start modelmap "$BIN/modelmap" --listen "127.0.0.1:${PORTS[modelmap]}" \
     --admin "127.0.0.1:$((PORT + 4))" --upstream "http://127.0.0.1:${PORTS[direct]}" \
-    --mapping "$WORK/mapping.yaml" --threads 1
+    --mapping "$WORK/mapping/mapping.yaml" --threads 1
 if [[ " ${HOPS[*]} " == *" modelmap-nolog "* ]]; then
     start modelmap-nolog "$BIN/modelmap" --listen "127.0.0.1:${PORTS[modelmap-nolog]}" \
         --admin "127.0.0.1:$((PORT + 6))" --upstream "http://127.0.0.1:${PORTS[direct]}" \
-        --mapping "$WORK/mapping.yaml" --threads 1 --log-level "warn,modelmap::access=off"
+        --mapping "$WORK/mapping/mapping.yaml" --threads 1 --log-level "warn,modelmap::access=off"
 fi
 for hop in "${HOPS[@]}"; do wait_port "${PORTS[$hop]}"; done
 
@@ -206,25 +213,30 @@ peak_kib() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
 # --- correctness ----------------------------------------------------------------
 log "checking every hop's answers"
 FAILED=0
-check() { # HOP what-the-gateway-should-get what-the-client-should-get [bytes] [body]
-    local hop=$1 sent=$2 returned=$3 bytes=${4:--} body=${5:-} out
-    if out=$(taskset -c "$CPU_LOAD" "$CLIENT" check "127.0.0.1:${PORTS[$hop]}" "$PATH_CHAT" \
+check() { # HOP what-the-gateway-should-get what-the-client-should-get bytes SIZE
+    local hop=$1 sent=$2 returned=$3 bytes=$4 body path out
+    body=$(body_of "$5")
+    path=$(path_of "$5")
+    if out=$(taskset -c "$CPU_LOAD" "$CLIENT" check "127.0.0.1:${PORTS[$hop]}" "$path" \
         "$body" "$KEY" "$sent" "$returned" "$bytes"); then
-        log "  $hop $(basename "$body"): $out"
+        log "  $hop $5: $out"
     else
-        log "  $hop $(basename "$body"): $out"
+        log "  $hop $5: $out"
         FAILED=1
     fi
 }
 for s in $SIZES; do
-    body=$WORK/body-$s.json
     n=${BYTES[$s]}
-    check direct "$REQUESTED" "$REQUESTED" "$n" "$body"
-    check nginx "$REQUESTED" "$REQUESTED" "$n" "$body"
+    if [[ $s == get ]]; then
+        for hop in "${HOPS[@]}"; do check "$hop" - - 0 "$s"; done
+        continue
+    fi
+    check direct "$REQUESTED" "$REQUESTED" "$n" "$s"
+    check nginx "$REQUESTED" "$REQUESTED" "$n" "$s"
     # njs re-serialises (escapes normalised), so only the model is checked there.
-    check njs "$INTERNAL" "$INTERNAL" - "$body"
+    check njs "$INTERNAL" "$INTERNAL" - "$s"
     for hop in modelmap $EXTRA_HOPS; do
-        check "$hop" "$INTERNAL" "$REQUESTED" $((n + DELTA)) "$body"
+        check "$hop" "$INTERNAL" "$REQUESTED" $((n + DELTA)) "$s"
     done
 done
 sse() { # HOP STREAMS RETURNED
@@ -256,9 +268,9 @@ wrk_run() { # KIND HOP SIZE ROUND CONNS SECONDS
     reset_peak "$worker"
     c0=$(cpu_ticks "$worker")
     m0=$(cpu_ticks "$mock")
-    out=$(BENCH_BODY=$WORK/body-$size.json BENCH_KEY=$KEY taskset -c "$CPU_LOAD" \
+    out=$(BENCH_BODY=$(body_of "$size") BENCH_KEY=$KEY taskset -c "$CPU_LOAD" \
         wrk -t1 -c"$conns" -d"${secs}s" --timeout 10s -s bench/post.lua \
-        "http://127.0.0.1:${PORTS[$hop]}$PATH_CHAT")
+        "http://127.0.0.1:${PORTS[$hop]}$(path_of "$size")")
     c1=$(cpu_ticks "$worker")
     m1=$(cpu_ticks "$mock")
     line=$(grep '^RESULT' <<<"$out") || { log "wrk printed no result: $out"; return 1; }

@@ -5,7 +5,7 @@
 //! benchclient gen SIZE MODEL OUT
 //!     write a chat request body of exactly SIZE bytes, `model` last
 //! benchclient check ADDR PATH BODY KEY SENT RETURNED [BYTES]
-//!     POST the file BODY; the mock must have received model SENT (and BYTES body
+//!     POST the file BODY (GET if BODY is `-`); the mock must have received model SENT (and BYTES body
 //!     bytes unless `-`), and the answer's `model` must be RETURNED
 //! benchclient sse ADDR KEY MODEL STREAMS EVENTS GAP_US RETURNED
 //!     STREAMS streams of EVENTS events in a row; prints the per-event delay (µs) from
@@ -50,7 +50,13 @@ fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-async fn send(s: &mut TcpStream, path: &str, key: &str, body: &[u8]) -> io::Result<()> {
+/// POSTs `body`, or GETs when it is `None`.
+async fn send(s: &mut TcpStream, path: &str, key: &str, body: Option<&[u8]>) -> io::Result<()> {
+    let Some(body) = body else {
+        let head =
+            format!("GET {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {key}\r\n\r\n");
+        return s.write_all(head.as_bytes()).await;
+    };
     let head = format!(
         "POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\nauthorization: Bearer {key}\r\ncontent-length: {}\r\n\r\n",
         body.len()
@@ -140,9 +146,12 @@ async fn check(args: &[String]) -> io::Result<Result<String, String>> {
     let [addr, path, body, key, sent, returned, rest @ ..] = args else {
         return Err(bad("check ADDR PATH BODY KEY SENT RETURNED [BYTES]"));
     };
-    let body = std::fs::read(body)?;
+    let body = match body.as_str() {
+        "-" => None,
+        file => Some(std::fs::read(file)?),
+    };
     let mut s = connect(addr).await?;
-    send(&mut s, path, key, &body).await?;
+    send(&mut s, path, key, body.as_deref()).await?;
     let mut answer = Vec::new();
     let resp = receive(&mut s, |d| answer.extend_from_slice(d)).await?;
     let got_model = find_model(&answer).unwrap_or("-");
@@ -199,7 +208,7 @@ async fn sse(args: &[String]) -> io::Result<Result<String, String>> {
     let mut wrong = Vec::new();
     for _ in 0..streams {
         let mut s = connect(addr).await?;
-        send(&mut s, &path, key, body.as_bytes()).await?;
+        send(&mut s, &path, key, Some(body.as_bytes())).await?;
         let mut pending = Vec::new();
         let mut seen = 0;
         let mut done = false;
@@ -270,7 +279,7 @@ async fn upload(args: &[String]) -> io::Result<Result<String, String>> {
         let (addr, key, sent, body) = (addr.clone(), key.clone(), sent.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let mut s = connect(&addr).await?;
-            send(&mut s, "/v1/chat/completions", &key, &body).await?;
+            send(&mut s, "/v1/chat/completions", &key, Some(&body)).await?;
             let resp = receive(&mut s, |_| {}).await?;
             let got = resp.header("x-mock-model");
             let bytes = resp.header("x-mock-body-bytes").parse::<usize>().unwrap_or(0);

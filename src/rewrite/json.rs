@@ -17,6 +17,8 @@
 use bytes::{Bytes, BytesMut};
 use memchr::memchr2;
 
+use super::scan::string_end;
+
 /// Longest candidate value, in raw bytes, that is looked up; longer ones pass unchanged.
 pub const MAX_NAME_LEN: usize = 4096;
 /// Deepest nesting followed; deeper bodies pass through (the gateway's parser refuses
@@ -160,6 +162,10 @@ impl Out<'_> {
     }
 
     fn finish(mut self, end: usize) -> Bytes {
+        if self.pieces.is_empty() {
+            // Nothing replaced: a view of the input, without a list to build.
+            return self.chunk.slice(self.from.min(end)..end);
+        }
         self.flush_to(end);
         match self.pieces.len() {
             0 => Bytes::new(),
@@ -266,29 +272,15 @@ impl JsonRewriter {
                     i += 1;
                     self.state = State::InKey { escaped: false };
                 }
-                State::InString {
-                    escaped: true,
-                    held,
-                } => {
-                    i += 1;
-                    self.state = State::InString {
-                        escaped: false,
-                        held,
+                State::InString { escaped, held } => {
+                    let at = match string_end(&bytes[i..], escaped) {
+                        Ok(off) => i + off,
+                        Err(escaped) => {
+                            self.state = State::InString { escaped, held };
+                            break;
+                        }
                     };
-                }
-                State::InString { held, .. } => {
-                    let Some(off) = memchr2(b'"', b'\\', &bytes[i..]) else {
-                        break;
-                    };
-                    let at = i + off;
                     i = at + 1;
-                    if bytes[at] == b'\\' {
-                        self.state = State::InString {
-                            escaped: true,
-                            held,
-                        };
-                        continue;
-                    }
                     self.state = State::AfterValue;
                     if held {
                         self.end_candidate(&mut out, hold_start.take(), at + 1, mapper);

@@ -7,6 +7,7 @@ pub mod multipart;
 pub mod names;
 pub mod path;
 pub mod restore;
+mod scan;
 
 pub use body::BodyRewriter;
 pub use json::{Field, JsonRewriter, NameMapper, Profile};
