@@ -236,7 +236,7 @@ impl ProxyHttp for ModelMap {
         }
         let head = session.req_header().method == Method::HEAD;
         ctx.restorer = plan_restore(resp, head, ctx.models_list, pairs, ctx);
-        if ctx.restorer.is_some() {
+        if ctx.restorer.as_ref().is_some_and(|r| !r.keeps_length()) {
             resp.remove_header(&CONTENT_LENGTH);
             resp.insert_header(TRANSFER_ENCODING, "chunked")?;
         }
@@ -386,10 +386,15 @@ fn plan_restore(
     } else if content_type.starts_with("text/event-stream") {
         Some(Restorer::Stream(StreamRestorer::new(pairs)))
     } else if content_type.contains("json") {
-        Some(Restorer::Json(
-            JsonRewriter::with_profile(Profile::Response),
-            pairs,
-        ))
+        // With a known length and names that fit, restore in place: the response keeps
+        // its Content-Length and leaves in one write (chunks cost two more).
+        let mut rw = JsonRewriter::with_profile(Profile::Response);
+        let sized = resp.headers.contains_key(CONTENT_LENGTH)
+            && !resp.headers.contains_key(TRANSFER_ENCODING);
+        if sized && pairs.restore_fits() {
+            rw = rw.keeping_length();
+        }
+        Some(Restorer::Json(rw, pairs))
     } else {
         None
     }

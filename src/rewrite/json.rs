@@ -143,6 +143,9 @@ pub struct JsonRewriter {
     /// Raw bytes (quotes included) of a candidate that began in an earlier chunk.
     held: Vec<u8>,
     rewrites: usize,
+    /// Replacements take exactly the bytes of the value they replace (see
+    /// [`JsonRewriter::keeping_length`]).
+    keep_length: bool,
 }
 
 /// Output pieces of one chunk; mostly zero-copy slices of the input.
@@ -233,7 +236,22 @@ impl JsonRewriter {
             field: Field::Model,
             held: Vec::new(),
             rewrites: 0,
+            keep_length: false,
         }
+    }
+
+    /// Makes every replacement take exactly the bytes of the value it replaces: a
+    /// shorter one is followed by spaces (white space JSON ignores), a longer one is not
+    /// made. The body keeps its length, so a response keeps its Content-Length and goes
+    /// out in one write instead of chunks.
+    pub fn keeping_length(mut self) -> Self {
+        self.keep_length = true;
+        self
+    }
+
+    /// Whether the output always has the length of the input.
+    pub fn keeps_length(&self) -> bool {
+        self.keep_length
     }
 
     /// Number of values replaced so far.
@@ -555,7 +573,16 @@ impl JsonRewriter {
             .then(|| serde_json::from_slice::<String>(raw).ok())
             .flatten()
             .and_then(|name| mapper.map(self.field, &name))
-            .and_then(|new| serde_json::to_vec(&new).ok());
+            .and_then(|new| serde_json::to_vec(&new).ok())
+            .and_then(|mut new| {
+                if self.keep_length {
+                    if new.len() > raw.len() {
+                        return None;
+                    }
+                    new.resize(raw.len(), b' ');
+                }
+                Some(new)
+            });
         match (replacement, start_here) {
             (Some(new), start) => {
                 out.flush_to(start.unwrap_or(0));
