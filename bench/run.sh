@@ -342,7 +342,7 @@ done
     echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -sr); load average at start: $LOAD_BEFORE, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "pinning: servers (proxy + mock) on CPU $CPU_SERVER, wrk on CPU $CPU_LOAD; $CONNS connections; $ROUNDS round(s) of ${DURATION}s"
     echo
-    python3 bench/report.py "$RESULTS" "$MEMORY"
+    python3 bench/report.py "$RESULTS" "$MEMORY" $([[ $MODE == smoke ]] && echo --smoke)
 } | tee "$OUT/table.md"
 log "results in $OUT ($((SECONDS - T0)) s)"
 if ((FAILED)); then

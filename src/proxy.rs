@@ -97,6 +97,8 @@ pub struct Ctx {
     /// Every name the request carries is mapped through this one record.
     names: Option<Names>,
     body: Option<RequestBody>,
+    /// A small body read and rewritten whole in `request_filter`, sent as it is.
+    whole_body: Option<Bytes>,
     /// The path and query to send upstream, when the URL names a model that maps.
     uri: Option<String>,
     upstream_status: Option<u16>,
@@ -118,6 +120,7 @@ impl ProxyHttp for ModelMap {
             caller: None,
             names: None,
             body: None,
+            whole_body: None,
             uri: None,
             upstream_status: None,
             rejected: false,
@@ -139,11 +142,15 @@ impl ProxyHttp for ModelMap {
         let mut names = Names::new(snapshot.clone(), caller.team.clone());
         ctx.uri = request::rewrite_uri(path_and_query, &mut names);
         ctx.body = RequestBody::for_request(req);
+        let read_whole = ctx.body.as_ref().is_some_and(|b| b.read_whole(req));
         ctx.names = Some(names);
         ctx.models_list =
             req.method == Method::GET && matches!(req.uri.path(), "/v1/models" | "/models");
         ctx.caller = Some(caller);
         ctx.snapshot = snapshot;
+        if read_whole {
+            ctx.whole_body = Some(read_whole_body(session, ctx).await?);
+        }
         Ok(false)
     }
 
@@ -168,7 +175,9 @@ impl ProxyHttp for ModelMap {
                 .map_err(|e| Error::because(ErrorType::InternalError, "rewritten URI", e))?;
             upstream.set_uri(uri);
         }
-        if ctx.body.is_some() {
+        if let Some(body) = &ctx.whole_body {
+            upstream.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+        } else if ctx.body.is_some() {
             upstream.remove_header(&CONTENT_LENGTH);
             upstream.insert_header(TRANSFER_ENCODING, "chunked")?;
         }
@@ -187,7 +196,14 @@ impl ProxyHttp for ModelMap {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let (Some(rewriter), Some(names)) = (ctx.body.as_mut(), ctx.names.as_mut()) {
+        if let Some(whole) = &ctx.whole_body {
+            // Pingora hands over its retry buffer (the body as received) once per attempt.
+            *body = Some(if end_of_stream {
+                whole.clone()
+            } else {
+                Bytes::new()
+            });
+        } else if let (Some(rewriter), Some(names)) = (ctx.body.as_mut(), ctx.names.as_mut()) {
             let out = rewriter.feed(body.take(), end_of_stream, names);
             // An empty Some means "nothing yet"; None would end the upstream body.
             *body = Some(out);
@@ -342,6 +358,28 @@ impl ProxyHttp for ModelMap {
             outcome = outcome.as_str(),
             error = e.map(|e| e.etype().as_str()).unwrap_or_default(),
         );
+    }
+}
+
+/// Reads a small body whole (see [`RequestBody::read_whole`]) and rewrites it. Pingora's
+/// retry buffer, enabled first (the body fits in it), then brings `request_body_filter`
+/// the end of the body, where the rewritten bytes are sent in its place.
+async fn read_whole_body(session: &mut Session, ctx: &mut Ctx) -> Result<Bytes> {
+    session.enable_retry_buffering();
+    let (Some(rewriter), Some(names)) = (ctx.body.as_mut(), ctx.names.as_mut()) else {
+        return Ok(Bytes::new());
+    };
+    let mut out = Vec::new();
+    loop {
+        let chunk = session.read_request_body().await?;
+        let end = chunk.is_none() || session.is_body_done();
+        out.push(rewriter.feed(chunk, end, names));
+        if end {
+            return Ok(match out.len() {
+                1 => out.pop().unwrap_or_default(),
+                _ => Bytes::from(out.concat()),
+            });
+        }
     }
 }
 
