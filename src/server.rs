@@ -50,6 +50,9 @@ pub fn build(settings: Settings) -> Result<Parts, StartError> {
 
     let conf = ServerConf {
         threads: settings.args.threads,
+        // One worker needs no work stealing: a plain single-threaded runtime skips the
+        // cross-thread queues and wake-ups.
+        work_stealing: settings.args.threads > 1,
         // Draining is handled by `Drain` below; Pingora's fixed grace sleep is its cap.
         grace_period_seconds: Some(settings.args.shutdown_timeout.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
