@@ -147,6 +147,8 @@ pub struct Ctx {
     /// Every name the request carries is mapped through this one record.
     names: Option<Names>,
     body: Option<RequestBody>,
+    /// A small body read and rewritten whole in `request_filter`, sent as it is.
+    whole_body: Option<Bytes>,
     /// The path and query to send upstream, when the URL names a model that maps.
     uri: Option<String>,
     upstream_status: Option<u16>,
@@ -169,6 +171,7 @@ impl ProxyHttp for ModelMap {
             caller: None,
             names: None,
             body: None,
+            whole_body: None,
             uri: None,
             upstream_status: None,
             rejected: false,
@@ -198,7 +201,7 @@ impl ProxyHttp for ModelMap {
         ctx.uri = request::rewrite_uri(path_and_query, &mut names);
         ctx.models_list =
             req.method == Method::GET && matches!(req.uri.path(), "/v1/models" | "/models");
-        let refusal = if caller.source == TeamSource::LookupFailed
+        let mut refusal = if caller.source == TeamSource::LookupFailed
             && self.settings.args.identity_fail_closed
         {
             Some(Refusal::IdentityUnavailable)
@@ -211,9 +214,24 @@ impl ProxyHttp for ModelMap {
         if refusal.is_none() {
             ctx.body = RequestBody::for_request(req);
         }
+        let read_whole = ctx.body.as_ref().is_some_and(|b| b.read_whole(req));
         ctx.names = Some(names);
         ctx.caller = Some(caller);
         ctx.snapshot = snapshot;
+        if read_whole {
+            let body =
+                read_whole_body(session, ctx, self.settings.args.client_body_timeout).await?;
+            match ctx.names.as_ref().and_then(|n| n.denied.clone()) {
+                // Read whole, so refused before anything goes upstream.
+                Some(requested) => {
+                    if let Some(caller) = ctx.caller.as_ref() {
+                        self.guard_refused(caller, &requested);
+                    }
+                    refusal = Some(Refusal::OtherTeamsModel { requested });
+                }
+                None => ctx.whole_body = Some(body),
+            }
+        }
         if let Some(refusal) = refusal {
             // Nothing has gone upstream yet: answer now.
             ctx.rejected = true;
@@ -250,7 +268,9 @@ impl ProxyHttp for ModelMap {
                 .map_err(|e| Error::because(ErrorType::InternalError, "rewritten URI", e))?;
             upstream.set_uri(uri);
         }
-        if ctx.body.is_some() {
+        if let Some(body) = &ctx.whole_body {
+            upstream.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+        } else if ctx.body.is_some() {
             upstream.remove_header(&CONTENT_LENGTH);
             upstream.insert_header(TRANSFER_ENCODING, "chunked")?;
         }
@@ -277,6 +297,16 @@ impl ProxyHttp for ModelMap {
         if !end_of_stream && ctx.start.elapsed() > self.settings.args.client_body_timeout {
             return Error::e_explain(ErrorType::ReadTimedout, "request body deadline")
                 .map_err(|e| e.into_down());
+        }
+        if let Some(whole) = &ctx.whole_body {
+            // Pingora hands over its retry buffer (the body as received) once per attempt:
+            // the rewritten body, read whole in request_filter, goes in its place.
+            *body = Some(if end_of_stream {
+                whole.clone()
+            } else {
+                Bytes::new()
+            });
+            return Ok(());
         }
         let (Some(rewriter), Some(names)) = (ctx.body.as_mut(), ctx.names.as_mut()) else {
             return Ok(());
@@ -347,7 +377,7 @@ impl ProxyHttp for ModelMap {
         }
         let head = session.req_header().method == Method::HEAD;
         ctx.restorer = plan_restore(resp, head, ctx.models_list, pairs, ctx);
-        if ctx.restorer.is_some() {
+        if ctx.restorer.as_ref().is_some_and(|r| !r.keeps_length()) {
             resp.remove_header(&CONTENT_LENGTH);
             resp.insert_header(TRANSFER_ENCODING, "chunked")?;
         }
@@ -513,6 +543,35 @@ async fn respond_early(
     session.write_response_body(Some(body), true).await
 }
 
+/// Reads a small body whole (see [`RequestBody::read_whole`]) and rewrites it. Pingora's
+/// retry buffer, enabled first (the body fits in it), then brings `request_body_filter`
+/// the end of the body, where the rewritten bytes are sent in its place.
+async fn read_whole_body(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    deadline: Duration,
+) -> Result<Bytes> {
+    session.enable_retry_buffering();
+    // The body deadline holds here too: Pingora's own read timeout is per read.
+    let until = tokio::time::Instant::from_std(ctx.start + deadline);
+    let (Some(rewriter), Some(names)) = (ctx.body.as_mut(), ctx.names.as_mut()) else {
+        return Ok(Bytes::new());
+    };
+    let mut out = Vec::new();
+    loop {
+        let Ok(chunk) = tokio::time::timeout_at(until, session.read_request_body()).await else {
+            return Error::e_explain(ErrorType::ReadTimedout, "request body deadline")
+                .map_err(|e| e.into_down());
+        };
+        let chunk = chunk?;
+        let end = chunk.is_none() || session.is_body_done();
+        out.push(rewriter.feed(chunk, end, names));
+        if end {
+            return Ok(crate::rewrite::concat(out));
+        }
+    }
+}
+
 /// Which restorer a response needs, if any. Compressed bodies are never touched.
 fn plan_restore(
     resp: &ResponseHeader,
@@ -554,10 +613,15 @@ fn plan_restore(
     } else if content_type.starts_with("text/event-stream") {
         Some(Restorer::Stream(StreamRestorer::new(pairs)))
     } else if content_type.contains("json") {
-        Some(Restorer::Json(
-            JsonRewriter::with_profile(Profile::Response),
-            pairs,
-        ))
+        // With a known length and names that fit, restore in place: the response keeps
+        // its Content-Length and leaves in one write (chunks cost two more).
+        let mut rw = JsonRewriter::with_profile(Profile::Response);
+        let sized = resp.headers.contains_key(CONTENT_LENGTH)
+            && !resp.headers.contains_key(TRANSFER_ENCODING);
+        if sized && pairs.restore_fits() {
+            rw = rw.keeping_length();
+        }
+        Some(Restorer::Json(rw, pairs))
     } else {
         None
     }

@@ -3,9 +3,10 @@
 //! is mapped from the same snapshot for the same caller.
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING};
 use pingora::http::RequestHeader;
 
+use crate::rewrite::body::WINDOW;
 use crate::rewrite::multipart::{self, MultipartRewriter};
 use crate::rewrite::names::Place;
 use crate::rewrite::path::{self, UrlPlace};
@@ -49,6 +50,24 @@ impl RequestBody {
             return Some(RequestBody::Multipart(Box::new(rewriter)));
         }
         Some(RequestBody::Json(BodyRewriter::new()))
+    }
+
+    /// Whether the body is read whole before anything is forwarded: a JSON body with a
+    /// Content-Length of at most [`WINDOW`], which the rewriter would hold back anyway.
+    /// Its rewritten length is then known before the headers go upstream, so it is sent
+    /// with a Content-Length in one write, not as chunks (a chunk and a last chunk: two
+    /// more packets for the gateway to wake up to). Not when the client asked for
+    /// `100 Continue`: it may wait for the gateway's answer before sending the body.
+    pub fn read_whole(&self, req: &RequestHeader) -> bool {
+        let length = req
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        matches!(self, RequestBody::Json(_))
+            && !req.headers.contains_key(TRANSFER_ENCODING)
+            && !req.headers.contains_key(EXPECT)
+            && length.is_some_and(|n| n <= WINDOW)
     }
 
     pub fn feed(&mut self, chunk: Option<Bytes>, end: bool, names: &mut Names) -> Bytes {

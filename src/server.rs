@@ -53,6 +53,9 @@ pub fn build(settings: Settings) -> Result<Parts, StartError> {
 
     let conf = ServerConf {
         threads: settings.args.threads,
+        // One worker needs no work stealing: a plain single-threaded runtime skips the
+        // cross-thread queues and wake-ups.
+        work_stealing: settings.args.threads > 1,
         // Draining is handled by `Drain` below, which exits the process itself. Pingora's
         // fixed grace sleep is only a backstop and must outlast the drain's own deadline:
         // rounding a timeout down (1.5 s to 1 s) let Pingora end the process first.

@@ -358,6 +358,27 @@ proptest! {
     }
 
     #[test]
+    fn json_responses_restored_in_place_keep_their_length(doc in body(), raw_cuts in prop::collection::vec(any::<usize>(), 0..8)) {
+        let (input, expect) = render_with(&doc, &RESPONSE_NAMES, true);
+        prop_assume!(response_pairs().restore_fits());
+        let rw = JsonRewriter::with_profile(Profile::Response).keeping_length();
+        let r = Restorer::Json(rw, response_pairs());
+        prop_assert!(r.keeps_length());
+        let out = restore(r, input.as_bytes(), &cuts(input.len(), &raw_cuts));
+        prop_assert_eq!(out.len(), input.len(), "same length, so Content-Length stays true");
+        // The same bytes as a plain restore, plus spaces (only spaces) after values.
+        let (mut i, expect) = (0, expect.as_bytes());
+        for &b in &out {
+            if i < expect.len() && expect[i] == b {
+                i += 1;
+            } else {
+                prop_assert_eq!(b, b' ', "only white space is added");
+            }
+        }
+        prop_assert_eq!(i, expect.len(), "every byte of the plain restore is there");
+    }
+
+    #[test]
     fn stream_events_change_exactly_the_restored_values(docs in prop::collection::vec(body(), 1..5), raw_cuts in prop::collection::vec(any::<usize>(), 0..12)) {
         let (mut input, mut expect) = (String::new(), String::new());
         for doc in &docs {

@@ -17,6 +17,8 @@
 use bytes::{Bytes, BytesMut};
 use memchr::memchr2;
 
+use super::scan::string_end;
+
 /// Longest candidate value, in raw bytes, that is looked up; longer ones pass unchanged.
 pub const MAX_NAME_LEN: usize = 4096;
 /// Deepest nesting followed; deeper bodies pass through (the gateway's parser refuses
@@ -215,6 +217,9 @@ pub struct JsonRewriter {
     /// Raw bytes (quotes included) of a candidate that began in an earlier chunk.
     held: Vec<u8>,
     rewrites: usize,
+    /// Replacements take exactly the bytes of the value they replace (see
+    /// [`JsonRewriter::keeping_length`]).
+    keep_length: bool,
 }
 
 /// Output pieces of one chunk; mostly zero-copy slices of the input.
@@ -234,6 +239,10 @@ impl Out<'_> {
     }
 
     fn finish(mut self, end: usize) -> Bytes {
+        if self.pieces.is_empty() {
+            // Nothing replaced: a view of the input, without a list to build.
+            return self.chunk.slice(self.from.min(end)..end);
+        }
         self.flush_to(end);
         match self.pieces.len() {
             0 => Bytes::new(),
@@ -301,7 +310,22 @@ impl JsonRewriter {
             field: Field::Model,
             held: Vec::new(),
             rewrites: 0,
+            keep_length: false,
         }
+    }
+
+    /// Makes every replacement take exactly the bytes of the value it replaces: a
+    /// shorter one is followed by spaces (white space JSON ignores), a longer one is not
+    /// made. The body keeps its length, so a response keeps its Content-Length and goes
+    /// out in one write instead of chunks.
+    pub fn keeping_length(mut self) -> Self {
+        self.keep_length = true;
+        self
+    }
+
+    /// Whether the output always has the length of the input.
+    pub fn keeps_length(&self) -> bool {
+        self.keep_length
     }
 
     /// Number of values replaced so far.
@@ -340,29 +364,15 @@ impl JsonRewriter {
                     i += 1;
                     self.state = State::InKey { escaped: false };
                 }
-                State::InString {
-                    escaped: true,
-                    held,
-                } => {
-                    i += 1;
-                    self.state = State::InString {
-                        escaped: false,
-                        held,
+                State::InString { escaped, held } => {
+                    let at = match string_end(&bytes[i..], escaped) {
+                        Ok(off) => i + off,
+                        Err(escaped) => {
+                            self.state = State::InString { escaped, held };
+                            break;
+                        }
                     };
-                }
-                State::InString { held, .. } => {
-                    let Some(off) = memchr2(b'"', b'\\', &bytes[i..]) else {
-                        break;
-                    };
-                    let at = i + off;
                     i = at + 1;
-                    if bytes[at] == b'\\' {
-                        self.state = State::InString {
-                            escaped: true,
-                            held,
-                        };
-                        continue;
-                    }
                     self.state = State::AfterValue;
                     if held {
                         self.end_candidate(&mut out, hold_start.take(), at + 1, mapper);
@@ -637,7 +647,16 @@ impl JsonRewriter {
             .then(|| serde_json::from_slice::<String>(raw).ok())
             .flatten()
             .and_then(|name| mapper.map(self.field, &name))
-            .and_then(|new| serde_json::to_vec(&new).ok());
+            .and_then(|new| serde_json::to_vec(&new).ok())
+            .and_then(|mut new| {
+                if self.keep_length {
+                    if new.len() > raw.len() {
+                        return None;
+                    }
+                    new.resize(raw.len(), b' ');
+                }
+                Some(new)
+            });
         match (replacement, start_here) {
             (Some(new), start) => {
                 out.flush_to(start.unwrap_or(0));

@@ -7,6 +7,7 @@ pub mod multipart;
 pub mod names;
 pub mod path;
 pub mod restore;
+mod scan;
 
 use bytes::{Bytes, BytesMut};
 
@@ -16,7 +17,7 @@ pub use names::Names;
 
 /// Joins output pieces: no copy for zero or one non-empty piece, one exact allocation
 /// otherwise.
-pub(crate) fn concat(parts: impl IntoIterator<Item = Bytes>) -> Bytes {
+pub fn concat(parts: impl IntoIterator<Item = Bytes>) -> Bytes {
     let mut parts: Vec<Bytes> = parts.into_iter().filter(|p| !p.is_empty()).collect();
     match parts.len() {
         0 => Bytes::new(),

@@ -51,6 +51,14 @@ impl Pairs {
             .map(|(_, r)| r.as_str())
     }
 
+    /// Whether every requested name, written as a JSON string, is no longer than the
+    /// name it was sent as. A sent name in a response is never shorter than its minimal
+    /// JSON form (serde_json's), so a restored value then fits in the bytes it replaces.
+    pub fn restore_fits(&self) -> bool {
+        let len = |name: &str| serde_json::to_string(name).map_or(usize::MAX, |s| s.len());
+        self.0.iter().all(|(s, r)| len(r) <= len(s))
+    }
+
     /// Whether `bytes` may hold a sent name: it does literally, or it has an escape
     /// (a JSON string can spell any name with `\u` escapes).
     fn may_occur_in(&self, bytes: &[u8]) -> bool {
@@ -80,6 +88,11 @@ pub enum Restorer {
 }
 
 impl Restorer {
+    /// Whether the restored body always has the length of the gateway's.
+    pub fn keeps_length(&self) -> bool {
+        matches!(self, Restorer::Json(rw, _) if rw.keeps_length())
+    }
+
     pub fn feed(&mut self, chunk: Option<Bytes>, end: bool) -> Bytes {
         let chunk = chunk.unwrap_or_default();
         match self {

@@ -176,3 +176,43 @@ fn model_lists_show_requestable_names_only() {
         [("gpt-3.5".to_string(), 1), ("Cheap".to_string(), 1)]
     );
 }
+
+#[test]
+fn in_place_restores_pad_and_refuse_what_does_not_fit() {
+    assert!(
+        pairs().restore_fits(),
+        "an internal name is longer than the public one"
+    );
+    let long = Pairs::new(vec![(
+        "short".to_string(),
+        "a-much-longer-alias".to_string(),
+    )]);
+    assert!(
+        !long.restore_fits(),
+        "a longer requested name cannot restore in place"
+    );
+
+    let body = format!(r#"{{"id":"c","model":"{INTERNAL}","usage":{{}}}}"#);
+    let mut r = Restorer::Json(
+        JsonRewriter::with_profile(Profile::Response).keeping_length(),
+        pairs(),
+    );
+    let out = r.feed(Some(Bytes::from(body.clone())), true);
+    assert_eq!(out.len(), body.len(), "the length is kept");
+    let padding = " ".repeat(INTERNAL.len() - "gpt-4.1".len());
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        format!(r#"{{"id":"c","model":"gpt-4.1"{padding},"usage":{{}}}}"#)
+    );
+
+    // Were a restore ever longer than its value, the value would be left, not overrun.
+    let mut r = Restorer::Json(
+        JsonRewriter::with_profile(Profile::Response).keeping_length(),
+        long,
+    );
+    let body = r#"{"model":"short"}"#;
+    assert_eq!(
+        r.feed(Some(Bytes::from_static(body.as_bytes())), true),
+        body
+    );
+}

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Turns bench/run.sh's raw results into the Markdown tables and the target verdicts.
+
+usage: report.py RESULTS.tsv MEMORY.tsv [--smoke]
+"""
+import csv
+import statistics
+import sys
+from collections import defaultdict
+
+SIZE_ORDER = {"get": 0, "1k": 1, "64k": 2, "1m": 3}
+SIZE_NAME = {"get": "GET, no body", "1k": "1 KiB", "64k": "64 KiB", "1m": "1 MiB"}
+HOP_NAME = {
+    "direct": "none (client → mock)",
+    "nginx": "nginx `proxy_pass`",
+    "njs": "nginx + njs rewrite",
+    "modelmap": "modelmap (rewrite + restore)",
+    "modelmap-nolog": "modelmap, access log off",
+}
+
+
+def read(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def fmt_us(v):
+    if v is None:
+        return "–"
+    if abs(v) >= 1000:
+        return f"{v / 1000:.2f} ms"
+    return f"{v:.1f} µs"
+
+
+def fmt_rate(v):
+    if v >= 10000:
+        return f"{v / 1000:.1f}k"
+    return f"{v:.0f}"
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    smoke = "--smoke" in sys.argv
+    rows = read(args[0])
+    memory = read(args[1]) if len(args) > 1 else []
+    load = defaultdict(list)
+    lat = defaultdict(list)
+    sse = defaultdict(list)
+    hops = []
+    for r in rows:
+        if r["hop"] not in hops:
+            hops.append(r["hop"])
+        key = (r["hop"], r["size"])
+        {"load": load, "latency": lat, "sse": sse}[r["kind"]][key].append(r)
+    sizes = sorted({s for (_, s) in load}, key=lambda s: SIZE_ORDER.get(s, 9))
+
+    stats = {}
+    for key, rs in load.items():
+        rates = [int(r["requests"]) / float(r["seconds"]) for r in rs]
+        reqs = sum(int(r["requests"]) for r in rs)
+        cpu = sum(float(r["cpu_s"]) for r in rs)
+        lat_rs = lat.get(key, [])
+        stats[key] = {
+            "rps": statistics.median(rates),
+            "rps_min": min(rates),
+            "rps_max": max(rates),
+            "p50": statistics.median(float(r["p50_us"]) for r in rs),
+            "p99": statistics.median(float(r["p99_us"]) for r in rs),
+            "cpu": cpu / reqs * 1e6 if reqs else None,
+            "peak": max(int(r["peak_kib"]) for r in rs),
+            "errors": sum(int(r["errors"]) for r in rs),
+            "one": statistics.median(float(r["p50_us"]) for r in lat_rs) if lat_rs else None,
+        }
+
+    print("| body | hop | req/s (median) | min–max | p50 | p99 | 1-conn added latency | proxy CPU/req | peak RSS | vs nginx | vs njs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in sizes:
+        base = stats.get(("direct", s))
+        ng = stats.get(("nginx", s))
+        njs = stats.get(("njs", s))
+        for h in hops:
+            st = stats.get((h, s))
+            if not st:
+                continue
+            added = None
+            if base and st["one"] is not None and base["one"] is not None and h != "direct":
+                added = st["one"] - base["one"]
+            direct = h == "direct"
+            cells = [
+                SIZE_NAME.get(s, s),
+                HOP_NAME.get(h, h),
+                fmt_rate(st["rps"]),
+                f"{fmt_rate(st['rps_min'])}–{fmt_rate(st['rps_max'])}",
+                fmt_us(st["p50"]),
+                fmt_us(st["p99"]),
+                f"{fmt_us(st['one'])} (1-conn p50)" if direct else fmt_us(added),
+                "–" if direct else fmt_us(st["cpu"]),
+                "–" if direct else f"{st['peak'] / 1024:.1f} MiB",
+                "–" if direct or not ng else f"{st['rps'] / ng['rps']:.2f}×",
+                "–" if direct or not njs else f"{st['rps'] / njs['rps']:.2f}×",
+            ]
+            if st["errors"]:
+                cells[1] += f" ({st['errors']} errors!)"
+            print("| " + " | ".join(cells) + " |")
+
+    sse_stats = {}
+    for (h, _), rs in sse.items():
+        p50s = [float(r["p50_us"]) for r in rs]
+        sse_stats[h] = {
+            "p50": statistics.median(p50s),
+            "spread": max(p50s) - min(p50s),
+            "p99": statistics.median(float(r["p99_us"]) for r in rs),
+            "mean": statistics.median(float(r["mean_us"]) for r in rs),
+            "events": sum(int(r["requests"]) for r in rs),
+        }
+    if sse_stats:
+        print()
+        print("Streams (SSE, 20 events each, one every 2 ms): delay of each event from the mock's write to the client's read")
+        print()
+        print("| hop | events | p50 | p99 | mean | p50 added over direct |")
+        print("|---|---|---|---|---|---|")
+        d = sse_stats.get("direct")
+        for h in hops:
+            st = sse_stats.get(h)
+            if not st:
+                continue
+            added = "–" if h == "direct" or not d else fmt_us(st["p50"] - d["p50"])
+            print(f"| {HOP_NAME.get(h, h)} | {st['events']} | {fmt_us(st['p50'])} | {fmt_us(st['p99'])} | {fmt_us(st['mean'])} | {added} |")
+
+    if memory:
+        print()
+        print("Memory: concurrent uploads through the hop (proxy process peak RSS, VmHWM)")
+        print()
+        print("| hop | uploads | body | idle RSS | peak RSS | time |")
+        print("|---|---|---|---|---|---|")
+        for m in memory:
+            print(f"| {HOP_NAME.get(m['hop'], m['hop'])} | {m['uploads']} | {int(m['size']) // (1 << 20)} MiB | {int(m['idle_kib']) / 1024:.1f} MiB | {int(m['peak_kib']) / 1024:.1f} MiB | {float(m['seconds']):.2f} s |")
+
+    print()
+    if smoke:
+        print("Targets: not judged in smoke mode (debug build, one short round).")
+        return
+    print("Targets (issue 8):")
+    verdicts = []
+
+    def verdict(ok, text):
+        verdicts.append(ok)
+        print(f"- {'MET' if ok else 'NOT MET'}: {text}")
+
+    mm, ng, njs = (lambda s: stats.get(("modelmap", s))), (lambda s: stats.get(("nginx", s))), (lambda s: stats.get(("njs", s)))
+    if mm("1k") and ng("1k") and njs("1k"):
+        r = mm("1k")["rps"] / ng("1k")["rps"]
+        verdict(r >= 1.0, f"1 KiB throughput {r:.2f}× nginx passthrough (≥ 1.0×), {mm('1k')['rps'] / njs('1k')['rps']:.2f}× nginx+njs (≥ 1.8×)")
+        verdict(mm("1k")["cpu"] <= ng("1k")["cpu"], f"1 KiB proxy CPU per request {fmt_us(mm('1k')['cpu'])} vs nginx {fmt_us(ng('1k')['cpu'])} (≤)")
+    if mm("1m") and ng("1m") and njs("1m"):
+        r = mm("1m")["rps"] / ng("1m")["rps"]
+        verdict(r >= 1.0, f"1 MiB throughput {r:.2f}× nginx passthrough (≥ 1.0×)")
+        r = mm("1m")["rps"] / njs("1m")["rps"]
+        verdict(r >= 10, f"1 MiB throughput {r:.1f}× nginx+njs (≥ 10×)")
+        base = stats.get(("direct", "1m"))
+        if base and mm("1m")["one"] is not None:
+            a_mm = mm("1m")["one"] - base["one"]
+            a_ng = ng("1m")["one"] - base["one"]
+            verdict(a_mm <= a_ng, f"1 MiB one-connection added latency {fmt_us(a_mm)} vs nginx {fmt_us(a_ng)} (≤)")
+    if "modelmap" in sse_stats and "nginx" in sse_stats:
+        m, n = sse_stats["modelmap"], sse_stats["nginx"]
+        noise = max(50.0, n["spread"], m["spread"])
+        verdict(m["p50"] <= n["p50"] + noise, f"SSE per-event p50 {fmt_us(m['p50'])} vs nginx {fmt_us(n['p50'])} (within noise, taken as {fmt_us(noise)})")
+    for m in memory:
+        if m["hop"] == "modelmap":
+            peak = int(m["peak_kib"]) / 1024
+            verdict(peak < 64, f"peak RSS {peak:.1f} MiB under {m['uploads']} concurrent {int(m['size']) // (1 << 20)} MiB uploads (< 64 MiB)")
+
+
+if __name__ == "__main__":
+    main()
