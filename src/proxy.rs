@@ -373,7 +373,10 @@ async fn read_whole_body(session: &mut Session, ctx: &mut Ctx) -> Result<Bytes> 
     loop {
         let chunk = session.read_request_body().await?;
         let end = chunk.is_none() || session.is_body_done();
-        out.push(rewriter.feed(chunk, end, names));
+        let piece = rewriter.feed(chunk, end, names);
+        if !piece.is_empty() {
+            out.push(piece);
+        }
         if end {
             return Ok(match out.len() {
                 1 => out.pop().unwrap_or_default(),

@@ -10,36 +10,23 @@
 //! further rewriting but values already rewritten stay rewritten (the gateway rejects
 //! the body either way).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::json::{JsonRewriter, NameMapper};
+use super::json::{JsonRewriter, NameMapper, concat};
 
 /// Bytes held back at the start of a body while it is validated.
 pub const WINDOW: usize = 64 * 1024;
 
 pub struct BodyRewriter {
     json: JsonRewriter,
-    /// Input chunks and their rewritten output, while still inside the window.
+    /// Input chunks and the pieces of their rewritten output, while still inside the
+    /// window (joined once, when the window is released).
     originals: Vec<Bytes>,
     rewritten: Vec<Bytes>,
     held: usize,
     released: bool,
     /// The original bytes were sent instead of the rewritten ones.
     reverted: bool,
-}
-
-fn concat(parts: &mut Vec<Bytes>) -> Bytes {
-    match parts.len() {
-        0 => Bytes::new(),
-        1 => parts.pop().unwrap_or_default(),
-        _ => {
-            let mut buf = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-            for p in parts.drain(..) {
-                buf.extend_from_slice(&p);
-            }
-            buf.freeze()
-        }
-    }
 }
 
 impl BodyRewriter {
@@ -78,19 +65,25 @@ impl BodyRewriter {
     /// Consumes one piece of the body; returns what to send upstream now (possibly empty).
     pub fn feed(&mut self, chunk: Option<Bytes>, end: bool, mapper: &mut impl NameMapper) -> Bytes {
         let chunk = chunk.unwrap_or_default();
-        let mut out = self.json.feed(&chunk, mapper);
+        if self.released {
+            let mut out = self.json.feed(&chunk, mapper);
+            if end {
+                let rest = self.json.finish();
+                if !rest.is_empty() {
+                    out = concat(&mut vec![out, rest]);
+                }
+            }
+            return out;
+        }
+        self.json.feed_into(&chunk, mapper, &mut self.rewritten);
         if end {
             let rest = self.json.finish();
             if !rest.is_empty() {
-                out = concat(&mut vec![out, rest]);
+                self.rewritten.push(rest);
             }
-        }
-        if self.released {
-            return out;
         }
         self.held += chunk.len();
         self.originals.push(chunk);
-        self.rewritten.push(out);
 
         let invalid = self.json.passthrough() || (end && !self.json.complete());
         if invalid {
@@ -98,9 +91,7 @@ impl BodyRewriter {
             self.released = true;
             self.reverted = self.json.rewrites() > 0;
             self.rewritten.clear();
-            let original = concat(&mut self.originals);
-            self.originals.clear();
-            return original;
+            return concat(&mut self.originals);
         }
         if end || self.held >= WINDOW {
             self.released = true;

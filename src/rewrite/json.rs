@@ -148,39 +148,35 @@ pub struct JsonRewriter {
     keep_length: bool,
 }
 
-/// Output pieces of one chunk; mostly zero-copy slices of the input.
-struct Out<'c> {
+/// Output pieces of one chunk, appended to a caller's list; mostly zero-copy slices of
+/// the input.
+struct Out<'c, 'p> {
     chunk: &'c Bytes,
-    pieces: Vec<Bytes>,
+    pieces: &'p mut Vec<Bytes>,
     /// Start of the not-yet-emitted run of input bytes.
     from: usize,
 }
 
-impl Out<'_> {
+impl Out<'_, '_> {
     fn flush_to(&mut self, end: usize) {
         if end > self.from {
             self.pieces.push(self.chunk.slice(self.from..end));
         }
         self.from = end;
     }
+}
 
-    fn finish(mut self, end: usize) -> Bytes {
-        if self.pieces.is_empty() {
-            // Nothing replaced: a view of the input, without a list to build.
-            return self.chunk.slice(self.from.min(end)..end);
-        }
-        self.flush_to(end);
-        match self.pieces.len() {
-            0 => Bytes::new(),
-            1 => self.pieces.pop().unwrap_or_default(),
-            _ => {
-                let len = self.pieces.iter().map(Bytes::len).sum();
-                let mut buf = BytesMut::with_capacity(len);
-                for p in &self.pieces {
-                    buf.extend_from_slice(p);
-                }
-                buf.freeze()
+/// The pieces as one buffer (copied only if there are several).
+pub(crate) fn concat(parts: &mut Vec<Bytes>) -> Bytes {
+    match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.pop().unwrap_or_default(),
+        _ => {
+            let mut buf = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+            for p in parts.drain(..) {
+                buf.extend_from_slice(&p);
             }
+            buf.freeze()
         }
     }
 }
@@ -271,9 +267,22 @@ impl JsonRewriter {
 
     /// Consumes one chunk and returns the bytes to send on.
     pub fn feed(&mut self, chunk: &Bytes, mapper: &mut impl NameMapper) -> Bytes {
+        let mut pieces = Vec::new();
+        self.feed_into(chunk, mapper, &mut pieces);
+        concat(&mut pieces)
+    }
+
+    /// Consumes one chunk and appends the bytes to send on to `pieces`, for a caller
+    /// that gathers several chunks before sending (and so copies them once, not twice).
+    pub fn feed_into(
+        &mut self,
+        chunk: &Bytes,
+        mapper: &mut impl NameMapper,
+        pieces: &mut Vec<Bytes>,
+    ) {
         let mut out = Out {
             chunk,
-            pieces: Vec::new(),
+            pieces,
             from: 0,
         };
         // Where a candidate that began in this chunk began.
@@ -353,7 +362,8 @@ impl JsonRewriter {
             }
         }
         if self.state == State::Passthrough {
-            return out.finish(bytes.len());
+            out.flush_to(bytes.len());
+            return;
         }
         // A candidate still open at the end of the chunk is held for the next one.
         if let State::InString {
@@ -374,7 +384,7 @@ impl JsonRewriter {
                 };
             }
         }
-        out.finish(bytes.len())
+        out.flush_to(bytes.len());
     }
 
     /// Flushes what is still held at the end of the body (an unterminated candidate).
@@ -556,7 +566,7 @@ impl JsonRewriter {
     /// A candidate string ended at `end` (exclusive, closing quote included).
     fn end_candidate(
         &mut self,
-        out: &mut Out<'_>,
+        out: &mut Out<'_, '_>,
         start_here: Option<usize>,
         end: usize,
         mapper: &mut impl NameMapper,
