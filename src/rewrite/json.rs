@@ -15,7 +15,6 @@
 //! that point is kept untouched too).
 
 use bytes::{Bytes, BytesMut};
-use memchr::memchr2;
 
 use super::scan::string_end;
 
@@ -292,13 +291,6 @@ impl JsonRewriter {
         while i < bytes.len() {
             match self.state {
                 State::Passthrough => break,
-                State::InKey { escaped: true } => {
-                    if self.collect_key {
-                        self.push_key_byte(bytes[i]);
-                    }
-                    i += 1;
-                    self.state = State::InKey { escaped: false };
-                }
                 State::InString { escaped, held } => {
                     let at = match string_end(&bytes[i..], escaped) {
                         Ok(off) => i + off,
@@ -314,29 +306,26 @@ impl JsonRewriter {
                     }
                     self.value_done();
                 }
-                State::InKey { .. } => {
-                    let Some(off) = memchr2(b'"', b'\\', &bytes[i..]) else {
-                        if self.collect_key {
-                            self.extend_key(&bytes[i..]);
+                State::InKey { escaped } => {
+                    let at = match string_end(&bytes[i..], escaped) {
+                        Ok(off) => i + off,
+                        Err(escaped) => {
+                            if self.collect_key {
+                                self.extend_key(&bytes[i..]);
+                            }
+                            self.state = State::InKey { escaped };
+                            break;
                         }
-                        break;
                     };
-                    let at = i + off;
                     if self.collect_key {
+                        // Raw bytes, escapes included: `classify_key` decodes them.
                         self.extend_key(&bytes[i..at]);
-                    }
-                    i = at + 1;
-                    if bytes[at] == b'\\' {
-                        if self.collect_key {
-                            self.push_key_byte(b'\\');
-                        }
-                        self.state = State::InKey { escaped: true };
-                        continue;
                     }
                     if self.collect_key {
                         self.key = classify_key(&self.key_buf);
                         self.collect_key = false;
                     }
+                    i = at + 1;
                     self.state = State::Colon;
                 }
                 State::Scalar => {
@@ -544,14 +533,6 @@ impl JsonRewriter {
     /// A value ended: the key it belonged to no longer applies.
     fn value_done(&mut self) {
         self.key = KeyClass::Other;
-    }
-
-    fn push_key_byte(&mut self, b: u8) {
-        if self.key_buf.len() < MAX_KEY_LEN {
-            self.key_buf.push(b);
-        } else {
-            self.collect_key = false;
-        }
     }
 
     fn extend_key(&mut self, bytes: &[u8]) {
