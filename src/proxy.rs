@@ -565,9 +565,12 @@ async fn read_whole_body(
         };
         let chunk = chunk?;
         let end = chunk.is_none() || session.is_body_done();
-        out.push(rewriter.feed(chunk, end, names));
+        let piece = rewriter.feed(chunk, end, names);
+        if !piece.is_empty() {
+            out.push(piece);
+        }
         if end {
-            return Ok(crate::rewrite::concat(out));
+            return Ok(crate::rewrite::concat(&mut out));
         }
     }
 }

@@ -7,13 +7,28 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING};
 use pingora::http::RequestHeader;
 
 use crate::rewrite::body::WINDOW;
+use crate::rewrite::concat;
 use crate::rewrite::multipart::{self, MultipartRewriter};
 use crate::rewrite::names::Place;
 use crate::rewrite::path::{self, UrlPlace};
 use crate::rewrite::{BodyRewriter, Names};
 
-/// How a request body is rewritten.
-pub enum RequestBody {
+/// Smallest piece of a streamed body sent upstream (except its last).
+///
+/// Bodies arrive in pieces of at most 64 KiB, and each piece sent on is a chunk, a write
+/// and a wake-up of the gateway. Gathering them into larger pieces costs one copy and
+/// saves far more: a 1 MiB body took about a third less proxy CPU (`bench/run.sh`).
+/// Memory per request stays bounded by this, whatever the body size.
+pub const BATCH: usize = 256 * 1024;
+
+/// How a request body is rewritten, and the output gathered but not yet sent.
+pub struct RequestBody {
+    rewriter: Rewriter,
+    batch: Vec<Bytes>,
+    batched: usize,
+}
+
+enum Rewriter {
     Json(BodyRewriter),
     Multipart(Box<MultipartRewriter>),
 }
@@ -47,9 +62,17 @@ impl RequestBody {
             let boundary = multipart::boundary(content_type)?;
             let files = req.uri.path().trim_end_matches('/').ends_with("/files");
             let rewriter = MultipartRewriter::new(&boundary, files);
-            return Some(RequestBody::Multipart(Box::new(rewriter)));
+            return Some(RequestBody::new(Rewriter::Multipart(Box::new(rewriter))));
         }
-        Some(RequestBody::Json(BodyRewriter::new()))
+        Some(RequestBody::new(Rewriter::Json(BodyRewriter::new())))
+    }
+
+    fn new(rewriter: Rewriter) -> RequestBody {
+        RequestBody {
+            rewriter,
+            batch: Vec::new(),
+            batched: 0,
+        }
     }
 
     /// Whether the body is read whole before anything is forwarded: a JSON body with a
@@ -64,27 +87,41 @@ impl RequestBody {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<usize>().ok());
-        matches!(self, RequestBody::Json(_))
+        matches!(self.rewriter, Rewriter::Json(_))
             && !req.headers.contains_key(TRANSFER_ENCODING)
             && !req.headers.contains_key(EXPECT)
             && length.is_some_and(|n| n <= WINDOW)
     }
 
+    /// Consumes one piece of the body; returns what to send upstream now (possibly
+    /// empty), in pieces of at least [`BATCH`] bytes until the end.
     pub fn feed(&mut self, chunk: Option<Bytes>, end: bool, names: &mut Names) -> Bytes {
-        match self {
-            RequestBody::Json(rw) => rw.feed(chunk, end, names),
-            RequestBody::Multipart(rw) => rw.feed(chunk, end, names),
+        let out = match &mut self.rewriter {
+            Rewriter::Json(rw) => rw.feed(chunk, end, names),
+            Rewriter::Multipart(rw) => rw.feed(chunk, end, names),
+        };
+        if self.batch.is_empty() && (end || out.len() >= BATCH) {
+            return out;
         }
+        self.batched += out.len();
+        if !out.is_empty() {
+            self.batch.push(out);
+        }
+        if end || self.batched >= BATCH {
+            self.batched = 0;
+            return concat(&mut self.batch);
+        }
+        Bytes::new()
     }
 
     /// Whether the original body was sent instead of the rewritten one.
     pub fn reverted(&self) -> bool {
-        matches!(self, RequestBody::Json(rw) if rw.reverted())
+        matches!(&self.rewriter, Rewriter::Json(rw) if rw.reverted())
     }
 
     /// Whether a JSON body was not a JSON object modelmap could follow.
     pub fn passthrough(&self) -> bool {
-        matches!(self, RequestBody::Json(rw) if rw.passthrough())
+        matches!(&self.rewriter, Rewriter::Json(rw) if rw.passthrough())
     }
 }
 

@@ -20,7 +20,8 @@ pub const WINDOW: usize = 64 * 1024;
 
 pub struct BodyRewriter {
     json: JsonRewriter,
-    /// Input chunks and their rewritten output, while still inside the window.
+    /// Input chunks and the pieces of their rewritten output, while still inside the
+    /// window (joined once, when the window is released).
     originals: Vec<Bytes>,
     rewritten: Vec<Bytes>,
     held: usize,
@@ -65,19 +66,25 @@ impl BodyRewriter {
     /// Consumes one piece of the body; returns what to send upstream now (possibly empty).
     pub fn feed(&mut self, chunk: Option<Bytes>, end: bool, mapper: &mut impl NameMapper) -> Bytes {
         let chunk = chunk.unwrap_or_default();
-        let mut out = self.json.feed(&chunk, mapper);
+        if self.released {
+            let mut out = self.json.feed(&chunk, mapper);
+            if end {
+                let rest = self.json.finish();
+                if !rest.is_empty() {
+                    out = concat(&mut vec![out, rest]);
+                }
+            }
+            return out;
+        }
+        self.json.feed_into(&chunk, mapper, &mut self.rewritten);
         if end {
             let rest = self.json.finish();
             if !rest.is_empty() {
-                out = concat([out, rest]);
+                self.rewritten.push(rest);
             }
-        }
-        if self.released {
-            return out;
         }
         self.held += chunk.len();
         self.originals.push(chunk);
-        self.rewritten.push(out);
 
         let invalid = self.json.passthrough() || (end && !self.json.complete());
         if invalid {
@@ -85,14 +92,12 @@ impl BodyRewriter {
             self.released = true;
             self.reverted = self.json.rewrites() > 0;
             self.rewritten.clear();
-            let original = concat(self.originals.drain(..));
-            self.originals.clear();
-            return original;
+            return concat(&mut self.originals);
         }
         if end || self.held >= WINDOW {
             self.released = true;
             self.originals.clear();
-            return concat(self.rewritten.drain(..));
+            return concat(&mut self.rewritten);
         }
         Bytes::new()
     }

@@ -14,9 +14,9 @@
 //! the first byte the scanner cannot accept (see `body.rs` for how the window before
 //! that point is kept untouched too).
 
-use bytes::{Bytes, BytesMut};
-use memchr::memchr2;
+use bytes::Bytes;
 
+use super::concat;
 use super::scan::string_end;
 
 /// Longest candidate value, in raw bytes, that is looked up; longer ones pass unchanged.
@@ -222,40 +222,21 @@ pub struct JsonRewriter {
     keep_length: bool,
 }
 
-/// Output pieces of one chunk; mostly zero-copy slices of the input.
-struct Out<'c> {
+/// Output pieces of one chunk, appended to a caller's list; mostly zero-copy slices of
+/// the input.
+struct Out<'c, 'p> {
     chunk: &'c Bytes,
-    pieces: Vec<Bytes>,
+    pieces: &'p mut Vec<Bytes>,
     /// Start of the not-yet-emitted run of input bytes.
     from: usize,
 }
 
-impl Out<'_> {
+impl Out<'_, '_> {
     fn flush_to(&mut self, end: usize) {
         if end > self.from {
             self.pieces.push(self.chunk.slice(self.from..end));
         }
         self.from = end;
-    }
-
-    fn finish(mut self, end: usize) -> Bytes {
-        if self.pieces.is_empty() {
-            // Nothing replaced: a view of the input, without a list to build.
-            return self.chunk.slice(self.from.min(end)..end);
-        }
-        self.flush_to(end);
-        match self.pieces.len() {
-            0 => Bytes::new(),
-            1 => self.pieces.pop().unwrap_or_default(),
-            _ => {
-                let len = self.pieces.iter().map(Bytes::len).sum();
-                let mut buf = BytesMut::with_capacity(len);
-                for p in &self.pieces {
-                    buf.extend_from_slice(p);
-                }
-                buf.freeze()
-            }
-        }
     }
 }
 
@@ -345,9 +326,22 @@ impl JsonRewriter {
 
     /// Consumes one chunk and returns the bytes to send on.
     pub fn feed(&mut self, chunk: &Bytes, mapper: &mut impl NameMapper) -> Bytes {
+        let mut pieces = Vec::new();
+        self.feed_into(chunk, mapper, &mut pieces);
+        concat(&mut pieces)
+    }
+
+    /// Consumes one chunk and appends the bytes to send on to `pieces`, for a caller
+    /// that gathers several chunks before sending (and so copies them once, not twice).
+    pub fn feed_into(
+        &mut self,
+        chunk: &Bytes,
+        mapper: &mut impl NameMapper,
+        pieces: &mut Vec<Bytes>,
+    ) {
         let mut out = Out {
             chunk,
-            pieces: Vec::new(),
+            pieces,
             from: 0,
         };
         // Where a candidate that began in this chunk began.
@@ -357,13 +351,6 @@ impl JsonRewriter {
         while i < bytes.len() {
             match self.state {
                 State::Passthrough => break,
-                State::InKey { escaped: true } => {
-                    if self.collect_key {
-                        self.push_key_byte(bytes[i]);
-                    }
-                    i += 1;
-                    self.state = State::InKey { escaped: false };
-                }
                 State::InString { escaped, held } => {
                     let at = match string_end(&bytes[i..], escaped) {
                         Ok(off) => i + off,
@@ -379,29 +366,26 @@ impl JsonRewriter {
                     }
                     self.value_done();
                 }
-                State::InKey { .. } => {
-                    let Some(off) = memchr2(b'"', b'\\', &bytes[i..]) else {
-                        if self.collect_key {
-                            self.extend_key(&bytes[i..]);
+                State::InKey { escaped } => {
+                    let at = match string_end(&bytes[i..], escaped) {
+                        Ok(off) => i + off,
+                        Err(escaped) => {
+                            if self.collect_key {
+                                self.extend_key(&bytes[i..]);
+                            }
+                            self.state = State::InKey { escaped };
+                            break;
                         }
-                        break;
                     };
-                    let at = i + off;
                     if self.collect_key {
+                        // Raw bytes, escapes included: `classify_key` decodes them.
                         self.extend_key(&bytes[i..at]);
-                    }
-                    i = at + 1;
-                    if bytes[at] == b'\\' {
-                        if self.collect_key {
-                            self.push_key_byte(b'\\');
-                        }
-                        self.state = State::InKey { escaped: true };
-                        continue;
                     }
                     if self.collect_key {
                         self.key = classify_key(&self.key_buf);
                         self.collect_key = false;
                     }
+                    i = at + 1;
                     self.state = State::Colon;
                 }
                 State::Scalar(scalar) => {
@@ -430,7 +414,8 @@ impl JsonRewriter {
             }
         }
         if self.state == State::Passthrough {
-            return out.finish(bytes.len());
+            out.flush_to(bytes.len());
+            return;
         }
         // A candidate still open at the end of the chunk is held for the next one.
         if let State::InString {
@@ -451,7 +436,7 @@ impl JsonRewriter {
                 };
             }
         }
-        out.finish(bytes.len())
+        out.flush_to(bytes.len());
     }
 
     /// Flushes what is still held at the end of the body (an unterminated candidate).
@@ -610,14 +595,6 @@ impl JsonRewriter {
         self.key = KeyClass::Other;
     }
 
-    fn push_key_byte(&mut self, b: u8) {
-        if self.key_buf.len() < MAX_KEY_LEN {
-            self.key_buf.push(b);
-        } else {
-            self.collect_key = false;
-        }
-    }
-
     fn extend_key(&mut self, bytes: &[u8]) {
         if self.key_buf.len() + bytes.len() <= MAX_KEY_LEN {
             self.key_buf.extend_from_slice(bytes);
@@ -630,7 +607,7 @@ impl JsonRewriter {
     /// A candidate string ended at `end` (exclusive, closing quote included).
     fn end_candidate(
         &mut self,
-        out: &mut Out<'_>,
+        out: &mut Out<'_, '_>,
         start_here: Option<usize>,
         end: usize,
         mapper: &mut impl NameMapper,

@@ -15,17 +15,17 @@ pub use body::BodyRewriter;
 pub use json::{Field, JsonRewriter, NameMapper, Profile};
 pub use names::Names;
 
-/// Joins output pieces: no copy for zero or one non-empty piece, one exact allocation
-/// otherwise.
-pub fn concat(parts: impl IntoIterator<Item = Bytes>) -> Bytes {
-    let mut parts: Vec<Bytes> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+/// Joins output pieces, draining `parts` (its capacity is kept for reuse): no copy for
+/// zero or one non-empty piece, one exact allocation otherwise.
+pub fn concat(parts: &mut Vec<Bytes>) -> Bytes {
+    parts.retain(|p| !p.is_empty());
     match parts.len() {
         0 => Bytes::new(),
         1 => parts.pop().unwrap_or_default(),
         _ => {
             let mut buf = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-            for p in &parts {
-                buf.extend_from_slice(p);
+            for p in parts.drain(..) {
+                buf.extend_from_slice(&p);
             }
             buf.freeze()
         }

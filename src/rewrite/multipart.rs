@@ -245,7 +245,7 @@ impl MultipartRewriter {
         if end && !self.carry.is_empty() {
             out.push(self.carry.split().freeze());
         }
-        concat(out)
+        concat(&mut out)
     }
 
     /// Sends a part's content `data[from..to]`; `complete` when the part ends there.

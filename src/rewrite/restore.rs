@@ -98,7 +98,11 @@ impl Restorer {
         match self {
             Restorer::Json(rw, pairs) => {
                 let out = rw.feed(&chunk, pairs);
-                if end { concat([out, rw.finish()]) } else { out }
+                if end {
+                    concat(&mut vec![out, rw.finish()])
+                } else {
+                    out
+                }
             }
             Restorer::Stream(s) => s.feed(chunk, end),
             Restorer::Error(b) => b.feed(chunk, end),
