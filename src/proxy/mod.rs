@@ -46,33 +46,38 @@
 //! whatever error ends the exchange (were the gateway to give up first, the client still
 //! gets the 403, not a 502).
 
+mod access;
+mod body;
+mod errors;
+mod restore;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{
-    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING,
-};
-use http::{Method, StatusCode};
+use http::Method;
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use pingora::ErrorType;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{ErrorSource, ErrorType};
 
 use crate::config::Settings;
 use crate::error::{Refusal, openai_error_body};
 use crate::identity::{Caller, Identity, TeamSource};
 use crate::mapping::Mapping;
-use crate::metrics::{Metrics, Outcome, status_class};
+use crate::metrics::{Metrics, status_class};
 use crate::request::{self, RequestBody};
-use crate::rewrite::names::Place;
-use crate::rewrite::restore::{Buffered, ModelsList, Pairs, Restorer, StreamRestorer};
-use crate::rewrite::{JsonRewriter, Names, Profile};
+use crate::rewrite::Names;
+use crate::rewrite::restore::{Pairs, Restorer};
 use crate::route::Family;
 use crate::store::Store;
+use body::read_whole_body;
+use errors::{describe_failure, respond_early};
+use restore::plan_restore;
 
 /// The proxy: shared, immutable state; everything per request lives in [`Ctx`].
 pub struct ModelMap {
@@ -443,261 +448,6 @@ impl ProxyHttp for ModelMap {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        // A reverted body reached the gateway as sent: only URL rewrites count then.
-        // A refused request reached nothing.
-        let reverted =
-            ctx.body.as_ref().is_some_and(RequestBody::reverted) || ctx.refusal.is_some();
-        let counted = |p: Place| !reverted || matches!(p, Place::Path | Place::Query);
-        let names = ctx.names.as_ref();
-        let applied: Vec<_> = names
-            .map(|n| n.applied.iter().filter(|a| counted(a.place)).collect())
-            .unwrap_or_default();
-        let rewrites = if ctx.refusal.is_some() {
-            0
-        } else if reverted {
-            applied.iter().map(|a| a.times as usize).sum()
-        } else {
-            names.map_or(0, |n| n.count)
-        };
-        let outcome = if ctx.rejected {
-            Outcome::Rejected
-        } else if e.is_some_and(|e| e.esource() != &ErrorSource::Downstream) {
-            Outcome::Error
-        } else if rewrites > 0 {
-            Outcome::Rewritten
-        } else {
-            Outcome::Unchanged
-        };
-        let family = ctx.family.as_str();
-        let m = &self.metrics;
-        m.requests
-            .with_label_values(&[outcome.as_str(), family])
-            .inc();
-        m.duration
-            .with_label_values(&[family])
-            .observe(ctx.start.elapsed().as_secs_f64());
-        if ctx.body.as_ref().is_some_and(RequestBody::passthrough) {
-            m.body_passthrough.with_label_values(&[family]).inc();
-        }
-        let caller = ctx.caller.as_ref();
-        let team = caller.and_then(|c| c.team.as_deref());
-        let team_label = team.filter(|t| ctx.snapshot.has_team(t)).unwrap_or("other");
-        for a in &applied {
-            m.rewrites
-                .with_label_values(&[team_label, a.place.as_str(), &a.from, &a.to])
-                .inc_by(a.times);
-        }
-
-        let req = session.req_header();
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let (requested, sent) = names
-            .filter(|_| !reverted)
-            .and_then(|n| n.model.as_ref())
-            .map_or(("", ""), |(r, s)| (r.as_str(), s.as_str()));
-        tracing::info!(
-            target: "modelmap::access",
-            method = %req.method,
-            path = req.uri.path(),
-            status,
-            duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
-            team = team.unwrap_or("-"),
-            identity = caller.map_or("unknown", |c| c.source.as_str()),
-            key = caller.and_then(|c| c.key).map(|k| k.short()).unwrap_or_default(),
-            requested,
-            sent,
-            rewrites,
-            upstream_status = ctx.upstream_status.unwrap_or(0),
-            outcome = outcome.as_str(),
-            error = e.map(|e| e.etype().as_str()).unwrap_or_default(),
-        );
-    }
-}
-
-/// Answers `refusal` before anything is sent upstream. The body is read and discarded
-/// first (up to `drain_for`) so the connection can be kept and closing it can't reset the
-/// answer away; a client waiting for `100 Continue` gets the answer at once instead.
-async fn respond_early(
-    session: &mut Session,
-    refusal: &Refusal,
-    drain_for: Duration,
-) -> Result<()> {
-    let expects_continue = session
-        .req_header()
-        .headers
-        .get(EXPECT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-    let downstream = session.as_downstream_mut();
-    let drained = !expects_continue && {
-        downstream.set_total_drain_timeout(Some(drain_for));
-        downstream.drain_request_body().await.is_ok()
-    };
-    if !drained {
-        downstream.set_keepalive(None);
-    }
-    let body = refusal.body();
-    let mut resp = ResponseHeader::build(refusal.status(), Some(3))?;
-    resp.insert_header(CONTENT_TYPE, "application/json")?;
-    resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
-}
-
-/// Reads a small body whole (see [`RequestBody::read_whole`]) and rewrites it. Pingora's
-/// retry buffer, enabled first (the body fits in it), then brings `request_body_filter`
-/// the end of the body, where the rewritten bytes are sent in its place.
-async fn read_whole_body(
-    session: &mut Session,
-    ctx: &mut Ctx,
-    deadline: Duration,
-) -> Result<Bytes> {
-    session.enable_retry_buffering();
-    // The body deadline holds here too: Pingora's own read timeout is per read.
-    let until = tokio::time::Instant::from_std(ctx.start + deadline);
-    let (Some(rewriter), Some(names)) = (ctx.body.as_mut(), ctx.names.as_mut()) else {
-        return Ok(Bytes::new());
-    };
-    let mut out = Vec::new();
-    loop {
-        let Ok(chunk) = tokio::time::timeout_at(until, session.read_request_body()).await else {
-            return Error::e_explain(ErrorType::ReadTimedout, "request body deadline")
-                .map_err(|e| e.into_down());
-        };
-        let chunk = chunk?;
-        let end = chunk.is_none() || session.is_body_done();
-        let piece = rewriter.feed(chunk, end, names);
-        if !piece.is_empty() {
-            out.push(piece);
-        }
-        if end {
-            return Ok(crate::rewrite::concat(&mut out));
-        }
-    }
-}
-
-/// Which restorer a response needs, if any. Compressed bodies are never touched.
-fn plan_restore(
-    resp: &ResponseHeader,
-    head: bool,
-    models_list: bool,
-    pairs: Pairs,
-    ctx: &Ctx,
-) -> Option<Restorer> {
-    let status = resp.status;
-    if head
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-        || status.is_informational()
-    {
-        return None;
-    }
-    let header = |name| {
-        resp.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    };
-    let encoding = header(CONTENT_ENCODING);
-    if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("identity") {
-        return None;
-    }
-    let content_type = header(CONTENT_TYPE).to_ascii_lowercase();
-    if models_list && status.is_success() && content_type.contains("json") {
-        return Some(Restorer::Models(Buffered::new(ModelsList {
-            mapping: ctx.snapshot.clone(),
-            team: ctx.caller.as_ref().and_then(|c| c.team.clone()),
-        })));
-    }
-    if pairs.is_empty() {
-        return None;
-    }
-    if status.as_u16() >= 400 {
-        Some(Restorer::Error(Buffered::new(pairs)))
-    } else if content_type.starts_with("text/event-stream") {
-        Some(Restorer::Stream(StreamRestorer::new(pairs)))
-    } else if content_type.contains("json") {
-        // With a known length and names that fit, restore in place: the response keeps
-        // its Content-Length and leaves in one write (chunks cost two more).
-        let mut rw = JsonRewriter::with_profile(Profile::Response);
-        let sized = resp.headers.contains_key(CONTENT_LENGTH)
-            && !resp.headers.contains_key(TRANSFER_ENCODING);
-        if sized && pairs.restore_fits() {
-            rw = rw.keeping_length();
-        }
-        Some(Restorer::Json(rw, pairs))
-    } else {
-        None
-    }
-}
-
-/// Status, OpenAI error type, code and message for a failed request.
-fn describe_failure(e: &Error, upstream: &str) -> (u16, &'static str, &'static str, String) {
-    use ErrorType::*;
-    if e.esource() == &ErrorSource::Downstream && matches!(e.etype(), ReadTimedout) {
-        return (
-            408,
-            "invalid_request_error",
-            "request_timeout",
-            "modelmap did not receive the request in time".to_string(),
-        );
-    }
-    match e.etype() {
-        HTTPStatus(code) => (
-            *code,
-            "invalid_request_error",
-            "bad_request",
-            format!("request rejected: {e}"),
-        ),
-        ConnectTimedout => (
-            504,
-            "api_error",
-            "gateway_timeout",
-            format!("modelmap timed out connecting to the gateway at {upstream}"),
-        ),
-        ReadTimedout | WriteTimedout => (
-            504,
-            "api_error",
-            "gateway_timeout",
-            format!("modelmap timed out waiting for the gateway at {upstream}"),
-        ),
-        ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError
-        | ConnectProxyFailure => (
-            502,
-            "api_error",
-            "bad_gateway",
-            format!(
-                "modelmap could not connect to the gateway at {upstream}: {}",
-                e.etype().as_str()
-            ),
-        ),
-        _ => match e.esource() {
-            ErrorSource::Upstream => (
-                502,
-                "api_error",
-                "bad_gateway",
-                format!(
-                    "the gateway at {upstream} failed mid-request: {}",
-                    e.etype().as_str()
-                ),
-            ),
-            ErrorSource::Downstream => match e.etype() {
-                WriteError | ReadError | ConnectionClosed => (0, "", "", String::new()),
-                _ => (
-                    400,
-                    "invalid_request_error",
-                    "bad_request",
-                    format!(
-                        "modelmap could not read the request: {}",
-                        e.etype().as_str()
-                    ),
-                ),
-            },
-            ErrorSource::Internal | ErrorSource::Unset => (
-                500,
-                "api_error",
-                "internal_error",
-                format!("modelmap internal error: {}", e.etype().as_str()),
-            ),
-        },
+        access::record(&self.metrics, session, e, ctx);
     }
 }

@@ -1,0 +1,64 @@
+//! Which restorer a response gets.
+
+use http::StatusCode;
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use pingora::http::ResponseHeader;
+
+use super::Ctx;
+use crate::rewrite::restore::{Buffered, ModelsList, Pairs, Restorer, StreamRestorer};
+use crate::rewrite::{JsonRewriter, Profile};
+
+/// Which restorer a response needs, if any. Compressed bodies are never touched.
+pub(super) fn plan_restore(
+    resp: &ResponseHeader,
+    head: bool,
+    models_list: bool,
+    pairs: Pairs,
+    ctx: &Ctx,
+) -> Option<Restorer> {
+    let status = resp.status;
+    if head
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational()
+    {
+        return None;
+    }
+    let header = |name| {
+        resp.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let encoding = header(CONTENT_ENCODING);
+    if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("identity") {
+        return None;
+    }
+    let content_type = header(CONTENT_TYPE).to_ascii_lowercase();
+    if models_list && status.is_success() && content_type.contains("json") {
+        return Some(Restorer::Models(Buffered::new(ModelsList {
+            mapping: ctx.snapshot.clone(),
+            team: ctx.caller.as_ref().and_then(|c| c.team.clone()),
+        })));
+    }
+    if pairs.is_empty() {
+        return None;
+    }
+    if status.as_u16() >= 400 {
+        Some(Restorer::Error(Buffered::new(pairs)))
+    } else if content_type.starts_with("text/event-stream") {
+        Some(Restorer::Stream(StreamRestorer::new(pairs)))
+    } else if content_type.contains("json") {
+        // With a known length and names that fit, restore in place: the response keeps
+        // its Content-Length and leaves in one write (chunks cost two more).
+        let mut rw = JsonRewriter::with_profile(Profile::Response);
+        let sized = resp.headers.contains_key(CONTENT_LENGTH)
+            && !resp.headers.contains_key(TRANSFER_ENCODING);
+        if sized && pairs.restore_fits() {
+            rw = rw.keeping_length();
+        }
+        Some(Restorer::Json(rw, pairs))
+    } else {
+        None
+    }
+}
