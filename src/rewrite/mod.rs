@@ -7,6 +7,7 @@ pub mod multipart;
 pub mod names;
 pub mod path;
 pub mod restore;
+mod scalar;
 mod scan;
 
 use bytes::{Bytes, BytesMut};
