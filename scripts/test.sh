@@ -12,6 +12,7 @@ cargo clippy --all-targets -- -D warnings
 
 echo "== cargo test" >&2
 cargo test --all-targets
+echo "== bench smoke (bench/run.sh --smoke)" >&2; bench/run.sh --smoke
 
 echo "== end to end against a real LiteLLM" >&2
 tests/e2e/run.sh
