@@ -18,6 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use modelmap::mapping::Mapping;
+use modelmap::rewrite::restore::{Pairs, Restorer, StreamRestorer};
 use modelmap::rewrite::{BodyRewriter, Names};
 
 const REQUESTED: &str = "gpt-4.1";
@@ -104,5 +105,25 @@ fn bodies(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bodies);
+/// One stream event restored (what a proxy does for each event of a response stream).
+fn stream_event(c: &mut Criterion) {
+    let pairs = Pairs::new(vec![(INTERNAL.to_string(), REQUESTED.to_string())]);
+    let event = Bytes::from(format!(
+        "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"{INTERNAL}\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"token \"}}}}]}}\n\n"
+    ));
+    let mut restorer = Restorer::Stream(StreamRestorer::new(pairs));
+    let out = restorer.feed(Some(event.clone()), false);
+    assert!(
+        common::find_model(&out) == Some(REQUESTED),
+        "the event is restored"
+    );
+    let mut group = c.benchmark_group("restore");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("sse_event", |b| {
+        b.iter(|| restorer.feed(Some(black_box(event.clone())), false))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bodies, stream_event);
 criterion_main!(benches);

@@ -12,6 +12,8 @@ cargo clippy --all-targets -- -D warnings
 
 echo "== cargo test" >&2
 cargo test --all-targets
+echo "== bench smoke" >&2
+bench/run.sh --smoke
 
 echo "== deploy checks" >&2
 deploy/ci/check.sh
