@@ -90,6 +90,7 @@ WORK=$(mktemp -d /tmp/modelmap-bench.XXXXXX)
 OUT=${BENCH_OUT:-$WORK}
 mkdir -p "$OUT"
 
+KEEP_WORK=1
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do
@@ -98,6 +99,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
+    if ((!KEEP_WORK)); then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
@@ -346,8 +348,14 @@ done
     echo
     python3 bench/report.py "$RESULTS" "$MEMORY" $([[ $MODE == smoke ]] && echo --smoke)
 } | tee "$OUT/table.md"
-log "results in $OUT ($((SECONDS - T0)) s)"
 if ((FAILED)); then
-    log "FAILED: a hop answered wrongly"
+    log "FAILED: a hop answered wrongly (logs in $WORK)"
     exit 1
+fi
+if [[ $MODE == smoke && $OUT == "$WORK" ]]; then
+    # A passing smoke run leaves nothing behind (CI runs it every time).
+    KEEP_WORK=0
+    log "smoke run passed ($((SECONDS - T0)) s)"
+else
+    log "results in $OUT ($((SECONDS - T0)) s)"
 fi
