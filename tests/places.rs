@@ -190,7 +190,12 @@ fn realtime_websocket_gets_its_model_query_rewritten_and_frames_flow_both_ways()
             }
         }
     });
-    let proxy = Proxy::start(&format!("http://{upstream}"), &mapping(), &[]);
+    // A websocket session outlives the request-body deadline: it is not a slow upload.
+    let proxy = Proxy::start(
+        &format!("http://{upstream}"),
+        &mapping(),
+        &["--client-body-timeout", "1s"],
+    );
     let stream = TcpStream::connect(proxy.addr).expect("connect");
     let request = tungstenite::client::IntoClientRequest::into_client_request(format!(
         "ws://{}/v1/realtime?model=gpt-4o-realtime",
@@ -217,6 +222,7 @@ fn realtime_websocket_gets_its_model_query_rewritten_and_frames_flow_both_ways()
             text
         );
     }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     ws.send(tungstenite::Message::binary(vec![0u8, 1, 2, 255]))
         .expect("send binary");
     assert_eq!(

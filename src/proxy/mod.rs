@@ -292,14 +292,19 @@ impl ProxyHttp for ModelMap {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
         // Pingora's read timeout is per read: a client trickling one byte at a time
         // would never hit it. The body as a whole gets a deadline too.
-        if !end_of_stream && ctx.start.elapsed() > self.settings.args.client_body_timeout {
+        // (Not after an upgrade: websocket frames come through here too, for as long as
+        // the session lasts.)
+        if !end_of_stream
+            && !session.was_upgraded()
+            && ctx.start.elapsed() > self.settings.args.client_body_timeout
+        {
             return Error::e_explain(ErrorType::ReadTimedout, "request body deadline")
                 .map_err(|e| e.into_down());
         }
