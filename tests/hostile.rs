@@ -39,43 +39,34 @@ fn still_serves(gw: &FakeGateway, proxy: &Proxy) {
     assert_eq!(model_of(&gw.last()), "model_name_team-h_1");
 }
 
-#[test]
-fn a_one_mib_model_value_passes_through_unchanged() {
+/// Posts `body` and asserts the gateway got it byte for byte and the proxy still serves.
+fn passes_untouched(body: &str, why: &str) {
     let (gw, proxy) = setup(&[]);
-    let body = format!(r#"{{"model":"{}","messages":[]}}"#, "g".repeat(1024 * 1024));
     let resp = proxy.client().post(
         "/v1/chat/completions",
         &[("authorization", &auth())],
         body.as_bytes(),
     );
     assert_eq!(resp.status, 200);
-    assert!(
-        gw.last().body == body.as_bytes(),
-        "too long to be a model name: forwarded as sent"
-    );
+    assert!(gw.last().body == body.as_bytes(), "{why}");
     still_serves(&gw, &proxy);
 }
 
 #[test]
+fn a_one_mib_model_value_passes_through_unchanged() {
+    let body = format!(r#"{{"model":"{}","messages":[]}}"#, "g".repeat(1024 * 1024));
+    passes_untouched(&body, "too long to be a model name: forwarded as sent");
+}
+
+#[test]
 fn json_nested_100000_levels_deep_passes_through_and_the_proxy_survives() {
-    let (gw, proxy) = setup(&[]);
     let depth = 100_000;
     let body = format!(
         r#"{{"x":{}{},"model":"gpt-4.1"}}"#,
         "[".repeat(depth),
         "]".repeat(depth)
     );
-    let resp = proxy.client().post(
-        "/v1/chat/completions",
-        &[("authorization", &auth())],
-        body.as_bytes(),
-    );
-    assert_eq!(resp.status, 200);
-    assert!(
-        gw.last().body == body.as_bytes(),
-        "deeper than any gateway parses: untouched"
-    );
-    still_serves(&gw, &proxy);
+    passes_untouched(&body, "deeper than any gateway parses: untouched");
 }
 
 #[test]
