@@ -40,12 +40,8 @@ impl RequestBody {
     /// whatever the header says), except multipart forms.
     pub fn for_request(req: &RequestHeader) -> Option<RequestBody> {
         let headers = &req.headers;
-        let has_body = headers.contains_key(TRANSFER_ENCODING)
-            || headers
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .is_some_and(|n| n > 0);
+        let has_body =
+            headers.contains_key(TRANSFER_ENCODING) || content_length(req).is_some_and(|n| n > 0);
         if !has_body {
             return None;
         }
@@ -82,15 +78,10 @@ impl RequestBody {
     /// more packets for the gateway to wake up to). Not when the client asked for
     /// `100 Continue`: it may wait for the gateway's answer before sending the body.
     pub fn read_whole(&self, req: &RequestHeader) -> bool {
-        let length = req
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<usize>().ok());
         matches!(self.rewriter, Rewriter::Json(_))
             && !req.headers.contains_key(TRANSFER_ENCODING)
             && !req.headers.contains_key(EXPECT)
-            && length.is_some_and(|n| n <= WINDOW)
+            && content_length(req).is_some_and(|n| n <= WINDOW as u64)
     }
 
     /// Consumes one piece of the body; returns what to send upstream now (possibly
@@ -123,6 +114,16 @@ impl RequestBody {
     pub fn passthrough(&self) -> bool {
         matches!(&self.rewriter, Rewriter::Json(rw) if rw.passthrough())
     }
+}
+
+fn content_length(req: &RequestHeader) -> Option<u64> {
+    req.headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The request's path and query with its model name mapped, if it names one that maps.

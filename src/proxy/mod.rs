@@ -110,15 +110,18 @@ impl ModelMap {
 }
 
 impl ModelMap {
-    /// Counts and logs a guard refusal (the name as sent, never the key).
-    fn guard_refused(&self, caller: &Caller, requested: &str) {
+    /// The guard's refusal, if the names seen so far include one it denied; counted and
+    /// logged once (the name as sent, never the key).
+    fn guard_refusal(&self, caller: Option<&Caller>, names: &Names) -> Option<Refusal> {
+        let requested = names.denied.clone()?;
         self.metrics.guard_rejections.inc();
         tracing::warn!(
-            key = caller.key.map(|k| k.short()).unwrap_or_default(),
-            team = caller.team.as_deref().unwrap_or("-"),
+            key = caller.and_then(|c| c.key).map(|k| k.short()).unwrap_or_default(),
+            team = caller.and_then(|c| c.team.as_deref()).unwrap_or("-"),
             requested = %requested,
             "guard: refusing another team's internal model name"
         );
+        Some(Refusal::OtherTeamsModel { requested })
     }
 }
 
@@ -211,10 +214,7 @@ impl ProxyHttp for ModelMap {
         {
             Some(Refusal::IdentityUnavailable)
         } else {
-            names.denied.clone().map(|requested| {
-                self.guard_refused(&caller, &requested);
-                Refusal::OtherTeamsModel { requested }
-            })
+            self.guard_refusal(Some(&caller), &names)
         };
         if refusal.is_none() {
             ctx.body = RequestBody::for_request(req);
@@ -226,15 +226,13 @@ impl ProxyHttp for ModelMap {
         if read_whole {
             let body =
                 read_whole_body(session, ctx, self.settings.args.client_body_timeout).await?;
-            match ctx.names.as_ref().and_then(|n| n.denied.clone()) {
-                // Read whole, so refused before anything goes upstream.
-                Some(requested) => {
-                    if let Some(caller) = ctx.caller.as_ref() {
-                        self.guard_refused(caller, &requested);
-                    }
-                    refusal = Some(Refusal::OtherTeamsModel { requested });
-                }
-                None => ctx.whole_body = Some(body),
+            // Read whole, so a refusal comes before anything goes upstream.
+            refusal = ctx
+                .names
+                .as_ref()
+                .and_then(|n| self.guard_refusal(ctx.caller.as_ref(), n));
+            if refusal.is_none() {
+                ctx.whole_body = Some(body);
             }
         }
         if let Some(refusal) = refusal {
@@ -323,17 +321,10 @@ impl ProxyHttp for ModelMap {
         };
         if ctx.refusal.is_none() {
             let out = rewriter.feed(body.take(), end_of_stream, names);
-            match names.denied.clone() {
-                // An empty Some means "nothing yet"; None would end the upstream body.
-                None => *body = Some(out),
-                Some(requested) => {
-                    if let Some(caller) = ctx.caller.as_ref() {
-                        self.guard_refused(caller, &requested);
-                    }
-                    ctx.rejected = true;
-                    ctx.refusal = Some(Refusal::OtherTeamsModel { requested });
-                }
-            }
+            ctx.refusal = self.guard_refusal(ctx.caller.as_ref(), names);
+            ctx.rejected = ctx.refusal.is_some();
+            // An empty Some means "nothing yet"; None would end the upstream body.
+            *body = Some(out);
         }
         if ctx.refusal.is_some() {
             // Refused: read the client's body to its end, send nothing more upstream,

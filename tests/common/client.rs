@@ -115,14 +115,7 @@ impl Client {
     /// Reads a response head, then the chunked body piece by piece, calling `each` with
     /// every piece as it arrives (for timing streams). Returns the status.
     pub fn read_streaming(&mut self, mut each: impl FnMut(&[u8])) -> u16 {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut self.reader, &mut line).expect("status line");
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status");
-        read_headers(&mut self.reader).expect("headers");
+        let (status, _) = self.read_head();
         loop {
             let mut size = String::new();
             std::io::BufRead::read_line(&mut self.reader, &mut size).expect("chunk size");
@@ -146,7 +139,8 @@ impl Client {
         }
     }
 
-    fn read_one(&mut self) -> Response {
+    /// The status line and headers of the next response.
+    fn read_head(&mut self) -> (u16, Vec<(String, String)>) {
         let mut line = String::new();
         std::io::BufRead::read_line(&mut self.reader, &mut line).expect("status line");
         let status = line
@@ -154,7 +148,14 @@ impl Client {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("bad status line {line:?}"));
-        let headers = read_headers(&mut self.reader).expect("response headers");
+        (
+            status,
+            read_headers(&mut self.reader).expect("response headers"),
+        )
+    }
+
+    fn read_one(&mut self) -> Response {
+        let (status, headers) = self.read_head();
         let find = |n: &str| {
             headers
                 .iter()
