@@ -5,12 +5,15 @@
 //! team the file does not name is `other`), so no client can grow the series count.
 //! Each proxy instance has its own registry, so several can run in one process (tests).
 
+use std::sync::OnceLock;
+
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::mapping::RuleCounts;
+use crate::route::Family;
 
 pub struct Metrics {
     registry: Registry,
@@ -26,7 +29,21 @@ pub struct Metrics {
     pub identity_lookups: IntCounterVec,
     pub identity_cache_entries: IntGauge,
     pub guard_rejections: IntCounter,
+    /// The per-request series, each looked up once: `with_label_values` hashes its
+    /// labels and takes a lock on every call.
+    series: Series,
 }
+
+/// Series of the fixed label sets every request touches, resolved on first use (so no
+/// series appears before it has a value, as with `with_label_values`).
+#[derive(Default)]
+struct Series {
+    requests: [[OnceLock<IntCounter>; Family::COUNT]; Outcome::COUNT],
+    duration: [OnceLock<Histogram>; Family::COUNT],
+    upstream: [OnceLock<IntCounter>; STATUS_CLASSES],
+}
+
+const STATUS_CLASSES: usize = 5;
 
 /// Request outcomes (`modelmap_requests_total{outcome}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +59,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    const COUNT: usize = Outcome::Error as usize + 1;
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Rewritten => "rewritten",
@@ -172,7 +191,28 @@ impl Metrics {
             identity_lookups,
             identity_cache_entries,
             guard_rejections,
+            series: Series::default(),
         })
+    }
+
+    /// Counts a finished request and observes its duration.
+    pub fn request_done(&self, outcome: Outcome, family: Family, seconds: f64) {
+        let labels = [outcome.as_str(), family.as_str()];
+        self.series.requests[outcome as usize][family as usize]
+            .get_or_init(|| self.requests.with_label_values(&labels))
+            .inc();
+        self.series.duration[family as usize]
+            .get_or_init(|| self.duration.with_label_values(&[family.as_str()]))
+            .observe(seconds);
+    }
+
+    /// Counts a response from the gateway by its status class.
+    pub fn upstream_response(&self, status: u16) {
+        let class = status_class(status);
+        let index = usize::from(class.as_bytes()[0] - b'1');
+        self.series.upstream[index]
+            .get_or_init(|| self.upstream_responses.with_label_values(&[class]))
+            .inc();
     }
 
     pub fn set_rules(&self, c: RuleCounts) {
@@ -197,7 +237,7 @@ impl Metrics {
     }
 }
 
-/// `2xx`, `4xx`, … for a status code.
+/// `2xx`, `4xx`, … for a status code (one of [`STATUS_CLASSES`]).
 pub fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",

@@ -20,6 +20,9 @@ pub enum Family {
 }
 
 impl Family {
+    /// Number of families (for tables indexed by `family as usize`).
+    pub const COUNT: usize = Family::Other as usize + 1;
+
     pub fn of(path: &str) -> Family {
         let p = path.split('?').next().unwrap_or(path);
         let has = |s: &str| p.contains(s);

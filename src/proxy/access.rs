@@ -1,6 +1,8 @@
 //! What a finished request leaves behind: its metrics and one access log line (never a
 //! key, a body or a query string).
 
+use std::fmt;
+
 use pingora::prelude::*;
 
 use super::Ctx;
@@ -35,12 +37,8 @@ pub(super) fn record(metrics: &Metrics, session: &Session, e: Option<&Error>, ct
     };
     let family = ctx.family.as_str();
     let m = &metrics;
-    m.requests
-        .with_label_values(&[outcome.as_str(), family])
-        .inc();
-    m.duration
-        .with_label_values(&[family])
-        .observe(ctx.start.elapsed().as_secs_f64());
+    let elapsed = ctx.start.elapsed();
+    m.request_done(outcome, ctx.family, elapsed.as_secs_f64());
     if ctx.body.as_ref().is_some_and(RequestBody::passthrough) {
         m.body_passthrough.with_label_values(&[family]).inc();
     }
@@ -59,20 +57,63 @@ pub(super) fn record(metrics: &Metrics, session: &Session, e: Option<&Error>, ct
         .filter(|_| !reverted)
         .and_then(|n| n.model.as_ref())
         .map_or(("", ""), |(r, s)| (r.as_str(), s.as_str()));
+    // Fixed words are written as they are; values that come from a client or the
+    // mapping go through `Field`.
     tracing::info!(
         target: "modelmap::access",
         method = %req.method,
-        path = req.uri.path(),
+        path = %Field(req.uri.path()),
         status,
-        duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
-        team = team.unwrap_or("-"),
-        identity = caller.map_or("unknown", |c| c.source.as_str()),
-        key = caller.and_then(|c| c.key).map(|k| k.short()).unwrap_or_default(),
-        requested,
-        sent,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        team = %Field(team.unwrap_or("-")),
+        identity = %caller.map_or("unknown", |c| c.source.as_str()),
+        key = %caller.and_then(|c| c.key).map(|k| k.short()).unwrap_or_default(),
+        requested = %Field(requested),
+        sent = %Field(sent),
         rewrites,
         upstream_status = ctx.upstream_status.unwrap_or(0),
-        outcome = outcome.as_str(),
-        error = e.map(|e| e.etype().as_str()).unwrap_or_default(),
+        outcome = %outcome.as_str(),
+        error = %e.map(|e| e.etype().as_str()).unwrap_or_default(),
     );
+}
+
+/// A value from a client or the mapping in a log line: bare when it cannot be mistaken
+/// for anything else (model names, team names and paths nearly always), quoted and
+/// escaped otherwise, so no value can forge a field or a line. Bare is the cheap path:
+/// quoting walks the value character by character.
+struct Field<'a>(&'a str);
+
+impl fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bare = !self.0.is_empty()
+            && self
+                .0
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'='));
+        if bare {
+            f.write_str(self.0)
+        } else {
+            write!(f, "{:?}", self.0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Field;
+
+    #[test]
+    fn values_that_could_forge_a_field_are_quoted() {
+        assert_eq!(Field("gpt-4.1").to_string(), "gpt-4.1");
+        assert_eq!(
+            Field("/v1/chat/completions").to_string(),
+            "/v1/chat/completions"
+        );
+        assert_eq!(Field("").to_string(), r#""""#);
+        assert_eq!(Field("a b").to_string(), r#""a b""#);
+        assert_eq!(Field("x\nstatus=200").to_string(), r#""x\nstatus=200""#);
+        assert_eq!(Field("team=evil").to_string(), r#""team=evil""#);
+        // Not ASCII: quoted (Debug keeps printable characters as they are).
+        assert_eq!(Field("café").to_string(), "\"café\"");
+    }
 }

@@ -69,7 +69,7 @@ use crate::config::Settings;
 use crate::error::{Refusal, openai_error_body};
 use crate::identity::{Caller, Identity, TeamSource};
 use crate::mapping::Mapping;
-use crate::metrics::{Metrics, status_class};
+use crate::metrics::Metrics;
 use crate::request::{self, RequestBody};
 use crate::rewrite::Names;
 use crate::rewrite::restore::{Pairs, Restorer};
@@ -346,10 +346,7 @@ impl ProxyHttp for ModelMap {
         let status = upstream_response.status.as_u16();
         if status >= 200 {
             ctx.upstream_status = Some(status);
-            self.metrics
-                .upstream_responses
-                .with_label_values(&[status_class(status)])
-                .inc();
+            self.metrics.upstream_response(status);
         }
         Ok(())
     }
