@@ -14,6 +14,7 @@ HOP_NAME = {
     "direct": "none (client → mock)",
     "nginx": "nginx `proxy_pass`",
     "njs": "nginx + njs rewrite",
+    "pingora": "stock Pingora, no filters",
     "modelmap": "modelmap (rewrite + restore)",
     "modelmap-nolog": "modelmap, access log off",
 }
@@ -166,6 +167,12 @@ def main():
         m, n = sse_stats["modelmap"], sse_stats["nginx"]
         noise = max(50.0, n["spread"], m["spread"])
         verdict(m["p50"] <= n["p50"] + noise, f"SSE per-event p50 {fmt_us(m['p50'])} vs nginx {fmt_us(n['p50'])} (within noise, taken as {fmt_us(noise)})")
+    pg = lambda s: stats.get(("pingora", s))
+    for s in ("1k", "1m"):
+        if mm(s) and pg(s) and ng(s):
+            print(f"- context: at {SIZE_NAME[s]}, stock Pingora alone runs at {pg(s)['rps'] / ng(s)['rps']:.2f}× nginx "
+                  f"(CPU/req {fmt_us(pg(s)['cpu'])}); modelmap at {mm(s)['rps'] / pg(s)['rps']:.2f}× stock Pingora "
+                  f"(CPU/req {fmt_us(mm(s)['cpu'])})")
     for m in memory:
         if m["hop"] == "modelmap":
             peak = int(m["peak_kib"]) / 1024

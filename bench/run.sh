@@ -7,6 +7,8 @@
 # Starts (all on 127.0.0.1, each with one worker):
 #   direct    the mock gateway alone (examples/mockgw.rs): the no-hop baseline
 #   nginx     nginx proxy_pass, no rewrite
+#   pingora   stock Pingora with no filters (examples/pingora_passthrough.rs): what the
+#             proxy framework modelmap is built on costs by itself
 #   njs       nginx + njs: JSON.parse, map the model, JSON.stringify
 #   modelmap  modelmap --threads 1, the bench key's team maps the model (keys table)
 # then checks that each hop delivers the right model (the mock echoes what it got), and
@@ -16,7 +18,7 @@
 #
 # Environment: BENCH_ROUNDS, BENCH_DURATION (s per wrk run), BENCH_CONNS (32),
 # BENCH_SIZES ("get 1k 64k 1m"; get: a GET without a body on a route with no model, the
-# cost of the hop itself), BENCH_PORT (first of 6 ports, 18080), BENCH_PROFILE
+# cost of the hop itself), BENCH_PORT (first of 8 ports, 18080), BENCH_PROFILE
 # (release; debug in smoke mode, which reuses what `cargo test` built),
 # BENCH_EXTRA_HOPS ("modelmap-nolog": modelmap with the access log filtered out),
 # BENCH_OUT (directory for the results; a temporary one by default).
@@ -66,8 +68,8 @@ REQUESTED=gpt-4.1
 INTERNAL=model_name_team-bench_f1c7df87-b987-416b-ba42-757afbcc5395
 PATH_CHAT=/v1/chat/completions
 
-declare -A PORTS=([direct]=$PORT [nginx]=$((PORT + 1)) [njs]=$((PORT + 2)) [modelmap]=$((PORT + 3)) [modelmap-nolog]=$((PORT + 5)))
-HOPS=(direct nginx njs modelmap $EXTRA_HOPS)
+declare -A PORTS=([direct]=$PORT [nginx]=$((PORT + 1)) [njs]=$((PORT + 2)) [modelmap]=$((PORT + 3)) [modelmap-nolog]=$((PORT + 5)) [pingora]=$((PORT + 7)))
+HOPS=(direct nginx njs pingora modelmap $EXTRA_HOPS)
 declare -A PIDS=()
 
 log() { echo "bench: $*" >&2; }
@@ -78,10 +80,12 @@ bench/install.sh
 
 log "building modelmap, mockgw, benchclient ($PROFILE)"
 if [[ $PROFILE == release ]]; then
-    cargo build -q --release --bin modelmap --example mockgw --example benchclient
+    cargo build -q --release --bin modelmap --example mockgw --example benchclient \
+        --example pingora_passthrough
     BIN=$ROOT/target/release
 else
-    cargo build -q --bin modelmap --example mockgw --example benchclient
+    cargo build -q --bin modelmap --example mockgw --example benchclient \
+        --example pingora_passthrough
     BIN=$ROOT/target/debug
 fi
 CLIENT=$BIN/examples/benchclient
@@ -184,6 +188,8 @@ start() { # HOP COMMAND...
 }
 start direct "$BIN/examples/mockgw" "127.0.0.1:${PORTS[direct]}"
 start nginx nginx -p "$WORK" -c "$WORK/nginx-nginx.conf"
+start pingora "$BIN/examples/pingora_passthrough" "127.0.0.1:${PORTS[pingora]}" \
+    "127.0.0.1:${PORTS[direct]}"
 start njs nginx -p "$WORK" -c "$WORK/nginx-njs.conf"
 start modelmap "$BIN/modelmap" --listen "127.0.0.1:${PORTS[modelmap]}" \
     --admin "127.0.0.1:$((PORT + 4))" --upstream "http://127.0.0.1:${PORTS[direct]}" \
@@ -237,6 +243,7 @@ for s in $SIZES; do
     fi
     check direct "$REQUESTED" "$REQUESTED" "$n" "$s"
     check nginx "$REQUESTED" "$REQUESTED" "$n" "$s"
+    check pingora "$REQUESTED" "$REQUESTED" "$n" "$s"
     # njs re-serialises (escapes normalised), so only the model is checked there.
     check njs "$INTERNAL" "$INTERNAL" - "$s"
     for hop in modelmap $EXTRA_HOPS; do
@@ -247,7 +254,7 @@ sse() { # HOP STREAMS RETURNED
     taskset -c "$CPU_LOAD" "$CLIENT" sse "127.0.0.1:${PORTS[$1]}" "$KEY" "$REQUESTED" \
         "$2" "$SSE_EVENTS" "$SSE_GAP_US" "$3"
 }
-declare -A SSE_RETURNS=([direct]=$REQUESTED [nginx]=$REQUESTED [njs]=$INTERNAL [modelmap]=$REQUESTED [modelmap-nolog]=$REQUESTED)
+declare -A SSE_RETURNS=([direct]=$REQUESTED [nginx]=$REQUESTED [njs]=$INTERNAL [pingora]=$REQUESTED [modelmap]=$REQUESTED [modelmap-nolog]=$REQUESTED)
 for hop in "${HOPS[@]}"; do
     if out=$(sse "$hop" 1 "${SSE_RETURNS[$hop]}"); then
         log "  $hop stream: $out"
