@@ -5,9 +5,8 @@
 //! included), so its crates are held at `info` unless the filter names them explicitly:
 //! `--log-level debug` debugs modelmap without ever logging a key.
 
-use std::io::IsTerminal;
-
 use std::fmt;
+use std::io::IsTerminal;
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;

@@ -40,10 +40,8 @@ pub struct Metrics {
 struct Series {
     requests: [[OnceLock<IntCounter>; Family::COUNT]; Outcome::COUNT],
     duration: [OnceLock<Histogram>; Family::COUNT],
-    upstream: [OnceLock<IntCounter>; STATUS_CLASSES],
+    upstream: [OnceLock<IntCounter>; STATUS_CLASSES.len()],
 }
-
-const STATUS_CLASSES: usize = 5;
 
 /// Request outcomes (`modelmap_requests_total{outcome}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,10 +206,12 @@ impl Metrics {
 
     /// Counts a response from the gateway by its status class.
     pub fn upstream_response(&self, status: u16) {
-        let class = status_class(status);
-        let index = usize::from(class.as_bytes()[0] - b'1');
+        let index = class_index(status);
         self.series.upstream[index]
-            .get_or_init(|| self.upstream_responses.with_label_values(&[class]))
+            .get_or_init(|| {
+                let class = STATUS_CLASSES[index];
+                self.upstream_responses.with_label_values(&[class])
+            })
             .inc();
     }
 
@@ -237,13 +237,16 @@ impl Metrics {
     }
 }
 
-/// `2xx`, `4xx`, … for a status code (one of [`STATUS_CLASSES`]).
-pub fn status_class(status: u16) -> &'static str {
+/// The `class` labels of `modelmap_upstream_responses_total`.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Where a status code's class is in [`STATUS_CLASSES`].
+fn class_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
