@@ -44,6 +44,9 @@ fn main() {
         threads: 1,
         work_stealing: false,
         fast_timeout_to_tokio_threshold_seconds: Some(10),
+        // A benchmark tool stops at once on SIGTERM (Pingora's default grace is 5 min).
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(0),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
