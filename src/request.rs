@@ -144,3 +144,56 @@ pub fn rewrite_uri(path_and_query: &str, names: &mut Names) -> Option<String> {
         names.map_at(place, name)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::{BATCH, READ_PIECE, RequestBody, Rewriter};
+    use crate::mapping::Mapping;
+    use crate::rewrite::{BodyRewriter, Names};
+
+    fn names() -> Names {
+        let m = Mapping::parse(
+            "version: 1\nteams:\n  t:\n    models:\n      gpt-4.1: model_name_t_gpt\n",
+            "t",
+        )
+        .expect("valid");
+        Names::new(Arc::new(m), Some("t".into()))
+    }
+
+    #[test]
+    fn full_pieces_are_gathered_and_a_short_one_sends_what_was_gathered() {
+        // A JSON body: one long string, then the model after it.
+        let mut body = br#"{"messages":[{"role":"user","content":""#.to_vec();
+        body.resize(5 * READ_PIECE, b'x');
+        body.extend_from_slice(br#""}],"model":"gpt-4.1"}"#);
+        let pieces: Vec<Bytes> = [
+            &body[..READ_PIECE],
+            &body[READ_PIECE..2 * READ_PIECE],
+            &body[2 * READ_PIECE..3 * READ_PIECE],
+            &body[3 * READ_PIECE..3 * READ_PIECE + 1000],
+            &body[3 * READ_PIECE + 1000..],
+        ]
+        .map(Bytes::copy_from_slice)
+        .into();
+        let mut rb = RequestBody::new(Rewriter::Json(BodyRewriter::new()));
+        let mut names = names();
+        let last = pieces.len() - 1;
+        let sent: Vec<usize> = pieces
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| rb.feed(Some(p), i == last, &mut names).len())
+            .collect();
+        // Full pieces wait until BATCH is reached; the short fourth piece (the client's
+        // socket drained) sends the third at once instead of holding it.
+        assert_eq!(sent[0], 0, "{sent:?}");
+        assert_eq!(sent[1], BATCH, "{sent:?}");
+        assert_eq!(sent[2], 0, "{sent:?}");
+        assert_eq!(sent[3], READ_PIECE + 1000, "{sent:?}");
+        let delta = "model_name_t_gpt".len() - "gpt-4.1".len();
+        assert_eq!(sent.iter().sum::<usize>(), body.len() + delta);
+    }
+}
