@@ -210,11 +210,11 @@ class Handler(BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type", "")
         if route in MULTIPART_ROUTES:
             try:
-                fields, files = parse_multipart(content_type, raw)
+                fields, files, multi = parse_multipart(content_type, raw)
             except ValueError as e:
                 self._send_json(400, shapes.error(f"invalid multipart body: {e}", "invalid_request_error", None))
                 return
-            MULTIPART_ROUTES[route](self, route, fields, files)
+            MULTIPART_ROUTES[route](self, route, fields, files, multi)
             return
         handler = JSON_ROUTES.get(route)
         if handler is None:
@@ -281,25 +281,27 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(200, batch)
 
     # -- multipart routes ------------------------------------------------------
-    def _transcriptions(self, route: str, fields: dict, files: dict) -> None:
+    def _transcriptions(self, route: str, fields: dict, files: dict, multi: dict) -> None:
         model = fields.get("model")
-        extra = {"file_bytes": sum(len(c) for _, c in files.get("file", []))}
+        granularities = multi.get("timestamp_granularities[]", [])
+        extra = {"file_bytes": sum(len(c) for _, c in files.get("file", [])),
+                 "response_format": fields.get("response_format"), "timestamp_granularities": granularities}
         if self._failing(route, model, **extra):
             return
         self._record(route, model, 200, **extra)
-        ctype, body = shapes.transcription(fields.get("response_format"))
+        ctype, body = shapes.transcription(fields.get("response_format"), granularities)
         self._send_bytes(200, ctype, body)
 
-    def _image_edits(self, route: str, fields: dict, files: dict) -> None:
+    def _image_edits(self, route: str, fields: dict, files: dict, multi: dict) -> None:
         model = fields.get("model")
         images = files.get("image", []) + files.get("image[]", [])
-        extra = {"images": len(images), "prompt": fields.get("prompt")}
+        extra = {"images": len(images), "masks": len(files.get("mask", [])), "prompt": fields.get("prompt")}
         if self._failing(route, model, **extra):
             return
         self._record(route, model, 200, **extra)
         self._send_json(200, shapes.image_edit())
 
-    def _files(self, route: str, fields: dict, files: dict) -> None:
+    def _files(self, route: str, fields: dict, files: dict, multi: dict) -> None:
         state: State = self.server.state
         purpose = fields.get("purpose")
         uploads = files.get("file", [])
@@ -319,7 +321,7 @@ class Handler(BaseHTTPRequestHandler):
         obj = shapes.file_object(fid, filename, len(content), purpose, int(time.time()))
         state.files[fid] = {"object": obj, "content": content, "batch_models": batch_models}
         self._record(route, batch_models[0] if batch_models else None, 200, purpose=purpose,
-                     batch_models=batch_models, file_id=fid)
+                     batch_models=batch_models, file_id=fid, filename=filename)
         self._send_json(200, obj)
 
     # -- websocket -------------------------------------------------------------
@@ -381,8 +383,9 @@ MULTIPART_ROUTES = {
 }
 
 
-def parse_multipart(content_type: str, body: bytes) -> tuple[dict, dict]:
-    """({field: text}, {field: [(filename, bytes)]}) of a multipart/form-data body."""
+def parse_multipart(content_type: str, body: bytes) -> tuple[dict, dict, dict]:
+    """({field: last text}, {field: [(filename, bytes)]}, {field: [every text]}) of a
+    multipart/form-data body (repeated fields such as `timestamp_granularities[]`)."""
     if not content_type.lower().startswith("multipart/form-data"):
         raise ValueError(f"content type {content_type!r} is not multipart/form-data")
     msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
@@ -392,6 +395,7 @@ def parse_multipart(content_type: str, body: bytes) -> tuple[dict, dict]:
         raise ValueError("no parts")
     fields: dict = {}
     files: dict = {}
+    multi: dict = {}
     for part in msg.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if name is None:
@@ -402,7 +406,8 @@ def parse_multipart(content_type: str, body: bytes) -> tuple[dict, dict]:
             files.setdefault(name, []).append((filename, data))
         else:
             fields[name] = data.decode("utf-8")
-    return fields, files
+            multi.setdefault(name, []).append(fields[name])
+    return fields, files, multi
 
 
 def _sse(obj) -> bytes:

@@ -187,13 +187,23 @@ def response_events(model) -> list[dict]:
 
 
 # --- audio, images ----------------------------------------------------------------
-def transcription(response_format: str | None) -> tuple[str, bytes]:
+def transcription(response_format: str | None, granularities: list[str]) -> tuple[str, bytes]:
     """(content type, body) of a transcription, per `response_format` (default json)."""
-    if response_format in ("text", "srt", "vtt"):
-        return "text/plain; charset=utf-8", REPLY_TEXT.encode()
     import json
 
-    body = {"text": REPLY_TEXT, "usage": {"type": "duration", "seconds": 1}}
+    if response_format in ("text", "srt", "vtt"):
+        return "text/plain; charset=utf-8", REPLY_TEXT.encode()
+    body: dict = {"text": REPLY_TEXT, "usage": {"type": "duration", "seconds": 1}}
+    if response_format == "verbose_json":
+        words = REPLY_TEXT.split(" ")
+        body.update(task="transcribe", language="english", duration=1.0)
+        if "word" in granularities:
+            body["words"] = [{"word": w, "start": i * 0.2, "end": i * 0.2 + 0.2} for i, w in enumerate(words)]
+        if "segment" in granularities or not granularities:
+            body["segments"] = [{
+                "id": 0, "seek": 0, "start": 0.0, "end": 1.0, "text": REPLY_TEXT, "tokens": [1, 2, 3],
+                "temperature": 0.0, "avg_logprob": -0.1, "compression_ratio": 1.0, "no_speech_prob": 0.0,
+            }]
     return "application/json", json.dumps(body).encode()
 
 

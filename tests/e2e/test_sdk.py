@@ -229,18 +229,45 @@ PNG = base64.b64decode(
 )
 
 
-def test_sdk_audio_transcription_upload(oai, gateway_log, provider_log):
-    transcript = call(oai.audio.transcriptions.create, model=WHISPER, file=("hello.wav", WAV, "audio/wav"))
+TRANSCRIPTIONS = {
+    "sdk-default-json": {},
+    # Repeated multipart fields (`timestamp_granularities[]` twice).
+    "verbose-json-word-segment": {"response_format": "verbose_json", "timestamp_granularities": ["word", "segment"]},
+}
+
+
+@pytest.mark.parametrize("variant", TRANSCRIPTIONS)
+def test_sdk_audio_transcription_upload(oai, gateway_log, provider_log, variant):
+    kwargs = TRANSCRIPTIONS[variant]
+    transcript = call(oai.audio.transcriptions.create, model=WHISPER, file=("hello.wav", WAV, "audio/wav"), **kwargs)
     assert transcript.text == REPLY, transcript
+    if kwargs:
+        assert [w.word for w in transcript.words] == REPLY.split(" ") and len(transcript.segments) == 1, transcript
     assert_routed(gateway_log, "transcription", WHISPER, internal(WHISPER))
-    assert_served(provider_log, "/audio/transcriptions", upstream(WHISPER), file_bytes=len(WAV))
+    # (LiteLLM asks the provider for verbose_json on its own when the client names no format.)
+    assert_served(provider_log, "/audio/transcriptions", upstream(WHISPER), file_bytes=len(WAV), **(
+        {"response_format": "verbose_json", "timestamp_granularities": ["word", "segment"]} if kwargs else {}
+    ))
 
 
-def test_sdk_image_edit_upload(oai, gateway_log, provider_log):
-    result = call(oai.images.edit, model=IMAGE, image=("in.png", PNG, "image/png"), prompt="Make it blue.")
+IMAGE_EDITS = {
+    "one-image": ({"image": ("in.png", PNG, "image/png")}, 1, 0),
+    # A list of images goes as repeated `image[]` parts; plus a mask part.
+    "two-images-and-mask": (
+        {"image": [("a.png", PNG, "image/png"), ("b.png", PNG, "image/png")], "mask": ("m.png", PNG, "image/png")},
+        2,
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize("variant", IMAGE_EDITS)
+def test_sdk_image_edit_upload(oai, gateway_log, provider_log, variant):
+    files, images, masks = IMAGE_EDITS[variant]
+    result = call(oai.images.edit, model=IMAGE, prompt="Make it blue.", **files)
     assert base64.b64decode(result.data[0].b64_json).startswith(b"\x89PNG"), result
     assert_routed(gateway_log, "aimage_edit", IMAGE, internal(IMAGE))
-    assert_served(provider_log, "/images/edits", upstream(IMAGE), images=1, prompt="Make it blue.")
+    assert_served(provider_log, "/images/edits", upstream(IMAGE), images=images, masks=masks, prompt="Make it blue.")
 
 
 # --- files and batches --------------------------------------------------------------
@@ -254,14 +281,21 @@ def batch_jsonl(models: list[str]) -> bytes:
     )
 
 
-def test_sdk_batch_file_upload_and_batch_create(oai, gateway_log, provider_log):
+# httpx sends a filename's `"` as %22 and non-ASCII as raw UTF-8 inside the quoted
+# parameter; a `;` inside it must not end the parameter.
+BATCH_FILENAMES = {"plain": "batch.jsonl", "semicolon-quotes-utf8": 'my;batch "v2" ñ.jsonl'}
+
+
+@pytest.mark.parametrize("filename", BATCH_FILENAMES.values(), ids=BATCH_FILENAMES.keys())
+def test_sdk_batch_file_upload_and_batch_create(oai, gateway_log, provider_log, filename):
     """`files.create(purpose="batch")` as the SDK sends it (no model anywhere but inside the
     JSONL), then `batches.create`. LiteLLM hands both to the provider in `files_settings`;
     the provider receives the file with every line's `body.model` mapped by modelmap."""
     content = batch_jsonl([CHAT, stack.PUBLIC_MODEL])
-    uploaded = call(oai.files.create, file=("batch.jsonl", content, "application/jsonl"), purpose="batch")
+    uploaded = call(oai.files.create, file=(filename, content, "application/jsonl"), purpose="batch")
     assert uploaded.purpose == "batch" and uploaded.id.startswith("file-"), uploaded
     hit = assert_served(provider_log, "/files", CHAT_INTERNAL, purpose="batch")
+    assert hit["filename"] == filename.replace('"', "%22"), hit
     assert hit["batch_models"] == [CHAT_INTERNAL, stack.INTERNAL_MODEL], (
         f"every batch line's body.model must reach the gateway mapped: {hit}"
     )
