@@ -21,8 +21,10 @@ What is and is not covered is listed in docs/sdk-e2e.md.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import re
 import time
 
 import anthropic
@@ -94,6 +96,45 @@ def claude(modelmap_url) -> anthropic.Anthropic:
 
 
 # --- helpers ------------------------------------------------------------------------
+def metric_samples(admin_url: str, http, name: str) -> list[tuple[dict, float]]:
+    """(labels, value) of every sample of one metric on modelmap's /metrics."""
+    out = []
+    for line in http.get(admin_url + "/metrics", timeout=5).text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', head[len(name):]))
+        out.append((labels, float(value)))
+    return out
+
+
+REFUSALS = ("modelmap_unreadable_requests_total", "modelmap_guard_rejections_total")
+
+
+@pytest.fixture(autouse=True)
+def nothing_refused(e2e_stack, modelmap_url, http):
+    """After every test here: modelmap refused none of the SDK's requests, neither as
+    unreadable (400 `unreadable_request`) nor by the guard (403)."""
+    def totals():
+        return {m: sum(v for _, v in metric_samples(e2e_stack.admin_url, http, m)) for m in REFUSALS}
+
+    assert metric_samples(e2e_stack.admin_url, http, REFUSALS[0]), f"modelmap's /metrics has no {REFUSALS[0]}"
+    before = totals()
+    yield
+    after = totals()
+    assert after == before, (
+        f"modelmap refused SDK requests during this test: before {before}, after {after}; by reason: "
+        f"{metric_samples(e2e_stack.admin_url, http, REFUSALS[0])}"
+    )
+
+
+def rewrites(e2e_stack, http, public: str, place: str) -> float:
+    return sum(
+        v for labels, v in metric_samples(e2e_stack.admin_url, http, "modelmap_rewrites_total")
+        if labels.get("from") == public and labels.get("place") == place
+    )
+
+
 def sent(exc: Exception) -> str:
     """The request an SDK error came from, for the failure message (no key, body cut)."""
     req = getattr(exc, "request", None)
@@ -161,6 +202,25 @@ def test_sdk_chat_stream(oai, gateway_log, provider_log):
     assert_served(provider_log, "/chat/completions", stack.UPSTREAM_TEAM_OK, stream=True)
 
 
+def test_sdk_async_chat_and_stream(modelmap_url, gateway_log, provider_log):
+    async def run():
+        async with openai.AsyncOpenAI(
+            base_url=modelmap_url + "/v1", api_key=stack.MASTER_KEY, max_retries=0, timeout=30
+        ) as client:
+            completion = await client.chat.completions.create(model=CHAT, messages=MESSAGES)
+            stream = await client.chat.completions.create(model=CHAT, messages=MESSAGES, stream=True)
+            return completion, [chunk async for chunk in stream]
+
+    try:
+        completion, chunks = asyncio.run(run())
+    except openai.APIError as e:
+        pytest.fail(f"the SDK call failed through modelmap:\n{sent(e)}", pytrace=False)
+    assert completion.model == CHAT and completion.choices[0].message.content == REPLY, completion
+    assert {c.model for c in chunks} == {CHAT}, [c.model for c in chunks]
+    assert gateway_log.models("acompletion") == [CHAT_INTERNAL, CHAT_INTERNAL], gateway_log.since_mark()
+    assert [e["model"] for e in provider_log.since_mark()] == [stack.UPSTREAM_TEAM_OK] * 2
+
+
 @pytest.mark.parametrize("encoding_format", [None, "float"], ids=["sdk-default-base64", "float"])
 def test_sdk_embeddings(oai, gateway_log, provider_log, encoding_format):
     kwargs = {"encoding_format": encoding_format} if encoding_format else {}
@@ -220,6 +280,27 @@ def test_anthropic_messages_stream(claude, gateway_log, provider_log):
         no_internal_name(f"Anthropic event {e.type}", e.model_dump())
     assert_routed(gateway_log, "anthropic_messages", CLAUDE, internal(CLAUDE))
     assert_served(provider_log, "/responses", upstream(CLAUDE), stream=True)
+
+
+def test_anthropic_beta_messages(claude, gateway_log, provider_log):
+    """The beta client: `POST /v1/messages?beta=true` with an `anthropic-beta` header."""
+    message = call(
+        claude.beta.messages.create, model=CLAUDE, max_tokens=64, messages=MESSAGES,
+        betas=["context-1m-2025-08-07"],
+    )
+    assert "".join(b.text for b in message.content if b.type == "text") == REPLY, message
+    assert message.model == CLAUDE, message
+    assert_routed(gateway_log, "anthropic_messages", CLAUDE, internal(CLAUDE))
+    assert_served(provider_log, "/responses", upstream(CLAUDE), stream=False)
+
+
+def test_anthropic_count_tokens(claude, e2e_stack, http):
+    """`/v1/messages/count_tokens`: LiteLLM counts locally (no provider call, no pre-call
+    hook), so modelmap's own rewrite counter is the proof the name was mapped."""
+    before = rewrites(e2e_stack, http, CLAUDE, "body")
+    count = call(claude.messages.count_tokens, model=CLAUDE, messages=MESSAGES)
+    assert count.input_tokens > 0, count
+    assert rewrites(e2e_stack, http, CLAUDE, "body") == before + 1, "modelmap did not map the body's model"
 
 
 # --- multipart uploads --------------------------------------------------------------
@@ -292,7 +373,11 @@ def test_sdk_batch_file_upload_and_batch_create(oai, gateway_log, provider_log, 
     JSONL), then `batches.create`. LiteLLM hands both to the provider in `files_settings`;
     the provider receives the file with every line's `body.model` mapped by modelmap."""
     content = batch_jsonl([CHAT, stack.PUBLIC_MODEL])
-    uploaded = call(oai.files.create, file=(filename, content, "application/jsonl"), purpose="batch")
+    # `expires_after` goes as the form fields `expires_after[anchor]` and `expires_after[seconds]`.
+    uploaded = call(
+        oai.files.create, file=(filename, content, "application/jsonl"), purpose="batch",
+        expires_after={"anchor": "created_at", "seconds": 86400},
+    )
     assert uploaded.purpose == "batch" and uploaded.id.startswith("file-"), uploaded
     hit = assert_served(provider_log, "/files", CHAT_INTERNAL, purpose="batch")
     assert hit["filename"] == filename.replace('"', "%22"), hit
@@ -306,6 +391,20 @@ def test_sdk_batch_file_upload_and_batch_create(oai, gateway_log, provider_log, 
     # Neither request names a model for LiteLLM to route on: the recorder sees None.
     assert gateway_log.models("acreate_file") == [None], gateway_log.since_mark()
     assert gateway_log.models("acreate_batch") == [None], gateway_log.since_mark()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="modelmap maps body.model in uploaded batch files but does not restore it in "
+    "GET /v1/files/{id}/content (reported in notes/sdk-report.md); strict: passes once it does",
+)
+def test_sdk_batch_file_download_shows_public_names(oai):
+    """The client downloads the batch input file it uploaded: it should read the names it wrote."""
+    content = batch_jsonl([CHAT])
+    uploaded = call(oai.files.create, file=("batch.jsonl", content), purpose="batch")
+    downloaded = call(oai.files.content, uploaded.id).content
+    no_internal_name("downloaded batch input file", downloaded.decode())
+    assert downloaded == content
 
 
 def _error_of(fn, *args, **kwargs) -> tuple[int, str]:
