@@ -446,7 +446,7 @@ def test_sdk_batch_file_upload_routed_by_model(oai, oai_direct, provider_log, pl
     assert [e["input_file_id"] for e in provider_log.since_mark() if e["path"] == "/batches"] == [hit["file_id"]]
 
 
-def test_sdk_file_upload_the_config_only_gateway_cannot_serve(oai, oai_direct):
+def test_sdk_file_upload_the_config_only_gateway_cannot_serve(oai, oai_direct, e2e_stack, http):
     """What config-only LiteLLM cannot serve gets the same answer through modelmap as
     straight from LiteLLM, not an `unreadable_request`:
     - a team model by `?model=` (model-based routing finds no team deployment for a key
@@ -459,9 +459,14 @@ def test_sdk_file_upload_the_config_only_gateway_cannot_serve(oai, oai_direct):
     }
     for what, kw in cases.items():
         direct = _error_of(oai_direct.files.create, file=("b.jsonl", content), purpose="batch", **kw)
+        queried = rewrites(e2e_stack, http, CHAT, "query")
         through = _error_of(oai.files.create, file=("b.jsonl", content), purpose="batch", **kw)
         assert direct[0] != 200, f"{what}: config-only LiteLLM was expected to refuse it: {direct}"
+        # Same status and message: for ?model= LiteLLM was sent (and quoted) the internal
+        # name, and modelmap restored it in the error.
         assert through == direct, f"{what}: through modelmap {through}, straight from LiteLLM {direct}"
+        if "model" in kw.get("extra_query", {}):
+            assert rewrites(e2e_stack, http, CHAT, "query") == queried + 1, f"{what}: ?model= was not mapped"
 
 
 # --- realtime -----------------------------------------------------------------------
