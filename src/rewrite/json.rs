@@ -94,6 +94,11 @@ enum Role {
     TargetWrapper,
     /// An array of names: the top-level `model` or `target_model_names` as a list.
     NameList(Field),
+    /// `router_settings_override`: its fallback fields are read like the top level's.
+    Override,
+    /// Any other array in a fallback object (LiteLLM's `{group: [names…]}` form): its
+    /// strings are names.
+    GroupList,
     /// Anything else: scanned for structure only.
     Plain,
 }
@@ -112,6 +117,7 @@ enum KeyClass {
     Body,
     Target,
     Nested,
+    Override,
     Other,
 }
 
@@ -214,7 +220,10 @@ fn classify_key(raw: &[u8]) -> KeyClass {
     };
     match key {
         b"model" => KeyClass::Model,
-        b"fallbacks" | b"context_window_fallbacks" => KeyClass::FallbackList,
+        b"fallbacks" | b"context_window_fallbacks" | b"content_policy_fallbacks" => {
+            KeyClass::FallbackList
+        }
+        b"router_settings_override" => KeyClass::Override,
         b"message" | b"response" => KeyClass::Wrapper,
         b"body" => KeyClass::Body,
         b"target_model_names" => KeyClass::Target,
@@ -429,7 +438,11 @@ impl JsonRewriter {
                     self.collect_key = matches!(
                         role,
                         Some(
-                            Role::Top | Role::FallbackObject | Role::Wrapper | Role::TargetWrapper
+                            Role::Top
+                                | Role::FallbackObject
+                                | Role::Wrapper
+                                | Role::TargetWrapper
+                                | Role::Override
                         )
                     );
                     self.key_buf.clear();
@@ -500,6 +513,15 @@ impl JsonRewriter {
             (Some(Role::Top), KeyClass::Body) if batch => (None, Role::Wrapper),
             (Some(Role::FallbackList), _) => (Some(Field::Fallback), Role::FallbackObject),
             (Some(Role::FallbackObject), KeyClass::Model) => (Some(Field::Fallback), Role::Plain),
+            // LiteLLM also reads an object's own fallback fields, and `{group: [names…]}`
+            // objects.
+            (Some(Role::FallbackObject), KeyClass::FallbackList) => (None, Role::FallbackList),
+            (Some(Role::FallbackObject), _) => (None, Role::GroupList),
+            (Some(Role::GroupList), _) => (Some(Field::Fallback), Role::Plain),
+            (Some(Role::Top), KeyClass::Override) if profile == Profile::Request => {
+                (None, Role::Override)
+            }
+            (Some(Role::Override), KeyClass::FallbackList) => (None, Role::FallbackList),
             _ => (None, Role::Plain),
         }
     }
@@ -521,8 +543,11 @@ impl JsonRewriter {
             b'{' | b'[' => {
                 let object = b == b'{';
                 let role = match (child, object) {
-                    (Role::FallbackList | Role::NameList(_), false)
-                    | (Role::FallbackObject | Role::Wrapper | Role::TargetWrapper, true) => child,
+                    (Role::FallbackList | Role::NameList(_) | Role::GroupList, false)
+                    | (
+                        Role::FallbackObject | Role::Wrapper | Role::TargetWrapper | Role::Override,
+                        true,
+                    ) => child,
                     _ => Role::Plain,
                 };
                 if self.stack.len() >= MAX_DEPTH {
