@@ -216,6 +216,10 @@ pub fn check_url(decoded_path: &str, path_and_query: &str, names: &mut Names) {
             .for_each(|run| names.check_at(Place::Path, run)),
         None => names.unreadable(Unreadable::Url),
     }
+    // `/v1/files/{file_id}`, `/v1/batches/{batch_id}`: managed ids carry model names.
+    for segment in decoded_path.split('/').filter(|s| s.len() > 8) {
+        names.check_resource_id(segment);
+    }
     let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
     if !query.is_ascii() || path::query_params(path_and_query) > path::MAX_PARAMS {
         names.unreadable(Unreadable::Url);

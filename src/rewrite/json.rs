@@ -22,6 +22,7 @@
 use bytes::Bytes;
 
 use super::concat;
+use super::resource_id::ID_FIELDS;
 use super::scalar::Scalar;
 use super::scan::string_end;
 use super::unreadable::Unreadable;
@@ -44,6 +45,9 @@ pub enum Field {
     /// `target_model_names`, `session.model`, `completion.model`: names the gateway
     /// authorizes and routes on that are not the response's model.
     Target,
+    /// A managed file or batch id (`file_id`, `input_file_id`, …) that may carry model
+    /// names inside (see `resource_id`): shown to the mapper, never replaced.
+    ResourceId,
 }
 
 /// Decides the new value of each model name the scanner finds.
@@ -94,6 +98,11 @@ enum Role {
     TargetWrapper,
     /// An array of names: the top-level `model` or `target_model_names` as a list.
     NameList(Field),
+    /// `router_settings_override`: its fallback fields are read like the top level's.
+    Override,
+    /// Any other array in a fallback object (LiteLLM's `{group: [names…]}` form): its
+    /// strings are names.
+    GroupList,
     /// Anything else: scanned for structure only.
     Plain,
 }
@@ -112,6 +121,8 @@ enum KeyClass {
     Body,
     Target,
     Nested,
+    Override,
+    ResourceId,
     Other,
 }
 
@@ -214,7 +225,11 @@ fn classify_key(raw: &[u8]) -> KeyClass {
     };
     match key {
         b"model" => KeyClass::Model,
-        b"fallbacks" | b"context_window_fallbacks" => KeyClass::FallbackList,
+        b"fallbacks" | b"context_window_fallbacks" | b"content_policy_fallbacks" => {
+            KeyClass::FallbackList
+        }
+        b"router_settings_override" => KeyClass::Override,
+        k if ID_FIELDS.iter().any(|f| f.as_bytes() == k) => KeyClass::ResourceId,
         b"message" | b"response" => KeyClass::Wrapper,
         b"body" => KeyClass::Body,
         b"target_model_names" => KeyClass::Target,
@@ -429,7 +444,11 @@ impl JsonRewriter {
                     self.collect_key = matches!(
                         role,
                         Some(
-                            Role::Top | Role::FallbackObject | Role::Wrapper | Role::TargetWrapper
+                            Role::Top
+                                | Role::FallbackObject
+                                | Role::Wrapper
+                                | Role::TargetWrapper
+                                | Role::Override
                         )
                     );
                     self.key_buf.clear();
@@ -500,6 +519,18 @@ impl JsonRewriter {
             (Some(Role::Top), KeyClass::Body) if batch => (None, Role::Wrapper),
             (Some(Role::FallbackList), _) => (Some(Field::Fallback), Role::FallbackObject),
             (Some(Role::FallbackObject), KeyClass::Model) => (Some(Field::Fallback), Role::Plain),
+            // LiteLLM also reads an object's own fallback fields, and `{group: [names…]}`
+            // objects.
+            (Some(Role::FallbackObject), KeyClass::FallbackList) => (None, Role::FallbackList),
+            (Some(Role::FallbackObject), _) => (None, Role::GroupList),
+            (Some(Role::GroupList), _) => (Some(Field::Fallback), Role::Plain),
+            (Some(Role::Top), KeyClass::ResourceId) if profile == Profile::Request => {
+                (Some(Field::ResourceId), Role::Plain)
+            }
+            (Some(Role::Top), KeyClass::Override) if profile == Profile::Request => {
+                (None, Role::Override)
+            }
+            (Some(Role::Override), KeyClass::FallbackList) => (None, Role::FallbackList),
             _ => (None, Role::Plain),
         }
     }
@@ -521,8 +552,11 @@ impl JsonRewriter {
             b'{' | b'[' => {
                 let object = b == b'{';
                 let role = match (child, object) {
-                    (Role::FallbackList | Role::NameList(_), false)
-                    | (Role::FallbackObject | Role::Wrapper | Role::TargetWrapper, true) => child,
+                    (Role::FallbackList | Role::NameList(_) | Role::GroupList, false)
+                    | (
+                        Role::FallbackObject | Role::Wrapper | Role::TargetWrapper | Role::Override,
+                        true,
+                    ) => child,
                     _ => Role::Plain,
                 };
                 if self.stack.len() >= MAX_DEPTH {
@@ -601,8 +635,10 @@ impl JsonRewriter {
             }
             name
         };
+        let field = self.field;
         let replacement = decoded
-            .and_then(|name| mapper.map(self.field, &name))
+            .and_then(|name| mapper.map(field, &name))
+            .filter(|_| field != Field::ResourceId)
             .and_then(|new| serde_json::to_vec(&new).ok())
             .and_then(|mut new| {
                 if self.keep_length {

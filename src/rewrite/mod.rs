@@ -8,6 +8,7 @@ pub mod multipart;
 pub mod names;
 pub mod path;
 pub mod py;
+pub mod resource_id;
 pub mod restore;
 mod scalar;
 mod scan;

@@ -188,6 +188,15 @@ impl Names {
         }
     }
 
+    /// Checks the model names a managed file or batch id carries (see `resource_id`).
+    pub fn check_resource_id(&mut self, id: &str) {
+        if self.guard && self.verdict.is_none() {
+            for name in super::resource_id::models(id) {
+                self.check(Place::Target, &name);
+            }
+        }
+    }
+
     pub fn team(&self) -> Option<&str> {
         self.team.as_deref()
     }
@@ -285,6 +294,10 @@ impl NameMapper for Names {
             Field::Model => self.map_at(Place::Body, name),
             Field::Fallback => self.map_at(Place::Fallback, name),
             Field::Target => self.map_at(Place::Target, name),
+            Field::ResourceId => {
+                self.check_resource_id(name);
+                None
+            }
         }
     }
 

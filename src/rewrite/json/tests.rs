@@ -92,6 +92,16 @@ fn model_lists_and_target_names_are_rewritten_name_by_name() {
 }
 
 #[test]
+fn every_fallback_shape_litellm_reads_is_rewritten() {
+    assert_eq!(
+        run(
+            r#"{"content_policy_fallbacks":[{"gpt-4.1":["gpt-4.1"]}],"router_settings_override":{"fallbacks":["gpt-4.1"]},"fallbacks":[{"model":"gpt-4.1","fallbacks":["gpt-4.1"]}]}"#
+        ),
+        r#"{"content_policy_fallbacks":[{"gpt-4.1":["model_name_team-abc_1"]}],"router_settings_override":{"fallbacks":["model_name_team-abc_1"]},"fallbacks":[{"model":"model_name_team-abc_1","fallbacks":["model_name_team-abc_1"]}]}"#
+    );
+}
+
+#[test]
 fn duplicate_model_keys_are_all_rewritten() {
     let input = r#"{"model":"gpt-4.1","model":"gpt-4.1"}"#;
     assert_eq!(
