@@ -417,6 +417,13 @@ def _error_of(fn, *args, **kwargs) -> tuple[int, str]:
     return 200, ""
 
 
+def litellm_model_id(raw_id: str, model: str) -> str:
+    """An id as LiteLLM 1.106.2's `encode_file_id_with_model` makes it (checked against an
+    id LiteLLM really issued in test_sdk_batch_file_upload_routed_by_model)."""
+    prefix = "batch_" if raw_id.startswith("batch_") else "file-"
+    return prefix + base64.urlsafe_b64encode(f"litellm:{raw_id};model,{model}".encode()).decode().rstrip("=")
+
+
 # LiteLLM's model-based file routing (no database needed): a model named by `?model=`
 # or the `x-litellm-model` header picks the deployment whose credentials upload the
 # file, and LiteLLM encodes that model into the returned file id, which batches.create
@@ -440,10 +447,35 @@ def test_sdk_batch_file_upload_routed_by_model(oai, oai_direct, provider_log, pl
     assert uploaded.purpose == "batch", uploaded
     hit = assert_served(provider_log, "/files", stack.BACKUP_MODEL, purpose="batch")
     assert hit["batch_models"] == [stack.BACKUP_MODEL], f"the batch line's body.model must be mapped too: {hit}"
+    assert uploaded.id == litellm_model_id(hit["file_id"], stack.BACKUP_MODEL), "LiteLLM's id format changed"
 
     batch = call(oai.batches.create, input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
     assert batch.status == "validating", batch
     assert [e["input_file_id"] for e in provider_log.since_mark() if e["path"] == "/batches"] == [hit["file_id"]]
+    # The ids LiteLLM handed out carry the model; they come back in path segments too.
+    assert call(oai.batches.retrieve, batch.id).id == batch.id
+    assert call(oai.files.retrieve, uploaded.id).id == uploaded.id
+    assert call(oai.files.content, uploaded.id).content.count(b"\n") == 1
+
+
+def test_sdk_batch_create_with_an_id_naming_the_callers_own_internal_name(oai, oai_direct):
+    """In database mode a team's model-routed upload returns an id that encodes the team's
+    internal name (LiteLLM's own `encode_file_id_with_model`); the SDK sends it back in
+    `batches.create` and `batches.retrieve`. The guard reads names inside such ids and
+    must let the caller's own team's name through: the answer is LiteLLM's, the same as
+    straight from LiteLLM. (Config-only LiteLLM finds no team deployment for a key without
+    a team, and its error handler then fails on the missing database module: a plain 500
+    "Internal Server Error" both ways.)"""
+    file_id = litellm_model_id("file-abc123", CHAT_INTERNAL)
+    batch_id = litellm_model_id("batch_abc123", CHAT_INTERNAL)
+    for what, fn, kw in (
+        ("batches.create", "create", {"input_file_id": file_id, "endpoint": "/v1/chat/completions",
+                                      "completion_window": "24h"}),
+        ("batches.retrieve", "retrieve", {"batch_id": batch_id}),
+    ):
+        direct = _error_of(getattr(oai_direct.batches, fn), **kw)
+        through = _error_of(getattr(oai.batches, fn), **kw)
+        assert through == direct, f"{what}: through modelmap {through}, straight from LiteLLM {direct}"
 
 
 def test_sdk_file_upload_the_config_only_gateway_cannot_serve(oai, oai_direct, e2e_stack, http):
