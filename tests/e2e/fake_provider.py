@@ -329,9 +329,10 @@ class Handler(BaseHTTPRequestHandler):
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         model = (query.get("model") or [None])[0]
         key = self.headers.get("Sec-WebSocket-Key")
-        if not key or self._failing("/realtime", model, websocket=True):
-            if not key:
-                self._send_json(400, shapes.error("missing Sec-WebSocket-Key", "invalid_request_error", None))
+        if not key:
+            self._send_json(400, shapes.error("missing Sec-WebSocket-Key", "invalid_request_error", None))
+            return
+        if self._failing("/realtime", model, websocket=True):
             return
         self._record("/realtime", model, 101, websocket=True,
                      beta=self.headers.get("OpenAI-Beta"))

@@ -44,7 +44,7 @@ INTERNAL_MODEL = "model_name_team-abc_f1c7df87-b987-416b-ba42-757afbcc5395"
 PUBLIC_MODEL_OK = "gpt-4.1-mini"
 INTERNAL_MODEL_OK = "model_name_team-abc_3d9e6b2a-5c41-4f8e-a7b0-c2e19f4d8a63"
 BACKUP_MODEL = "backup-model"
-# Team models for the SDK tests (test_sdk.py), one per kind of endpoint, all healthy and
+# Team models for the SDK tests (test_sdk_*.py), one per kind of endpoint, all healthy and
 # all behind the fake provider: {public name: (internal name, upstream model)}. The
 # upstream name is what the fake provider records, and only the internal name reaches
 # that deployment, so "the provider saw team-embed" proves modelmap mapped the name.

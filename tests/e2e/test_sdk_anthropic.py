@@ -1,0 +1,73 @@
+"""The anthropic SDK through modelmap: messages, streaming, the beta client, count_tokens.
+Checks: sdk_support.py.
+"""
+
+from __future__ import annotations
+
+import anthropic
+import pytest
+
+from sdk_support import (  # noqa: F401 (fixtures are found by name)
+    nothing_refused,
+    gateway_log,
+    claude,
+    CLAUDE,
+    MESSAGES,
+    REPLY,
+    assert_routed,
+    assert_served,
+    call,
+    internal,
+    no_internal_name,
+    rewrites,
+    sent,
+    upstream,
+)
+
+
+# --- anthropic: messages ------------------------------------------------------------
+def test_anthropic_messages(claude, gateway_log, provider_log):
+    message = call(claude.messages.create, model=CLAUDE, max_tokens=64, messages=MESSAGES)
+    assert "".join(b.text for b in message.content if b.type == "text") == REPLY, message
+    assert message.model == CLAUDE, f"the client must see the public name: {message.model!r}"
+    assert_routed(gateway_log, "anthropic_messages", CLAUDE, internal(CLAUDE))
+    # LiteLLM serves /v1/messages for an OpenAI deployment through the Responses API.
+    assert_served(provider_log, "/responses", upstream(CLAUDE), stream=False)
+
+
+def test_anthropic_messages_stream(claude, gateway_log, provider_log):
+    try:
+        with claude.messages.stream(model=CLAUDE, max_tokens=64, messages=MESSAGES) as stream:
+            events = list(stream)
+            final = stream.get_final_message()
+    except anthropic.APIError as e:
+        pytest.fail(f"the SDK call failed through modelmap:\n{sent(e)}", pytrace=False)
+    starts = [e for e in events if e.type == "message_start"]
+    assert len(starts) == 1 and starts[0].message.model == CLAUDE, f"message_start must carry the public name: {starts}"
+    assert "".join(b.text for b in final.content if b.type == "text") == REPLY, final
+    assert final.model == CLAUDE, final
+    for e in events:
+        no_internal_name(f"Anthropic event {e.type}", e.model_dump())
+    assert_routed(gateway_log, "anthropic_messages", CLAUDE, internal(CLAUDE))
+    assert_served(provider_log, "/responses", upstream(CLAUDE), stream=True)
+
+
+def test_anthropic_beta_messages(claude, gateway_log, provider_log):
+    """The beta client: `POST /v1/messages?beta=true` with an `anthropic-beta` header."""
+    message = call(
+        claude.beta.messages.create, model=CLAUDE, max_tokens=64, messages=MESSAGES,
+        betas=["context-1m-2025-08-07"],
+    )
+    assert "".join(b.text for b in message.content if b.type == "text") == REPLY, message
+    assert message.model == CLAUDE, message
+    assert_routed(gateway_log, "anthropic_messages", CLAUDE, internal(CLAUDE))
+    assert_served(provider_log, "/responses", upstream(CLAUDE), stream=False)
+
+
+def test_anthropic_count_tokens(claude, e2e_stack, http):
+    """`/v1/messages/count_tokens`: LiteLLM counts locally (no provider call, no pre-call
+    hook), so modelmap's own rewrite counter is the proof the name was mapped."""
+    before = rewrites(e2e_stack, http, CLAUDE, "body")
+    count = call(claude.messages.count_tokens, model=CLAUDE, messages=MESSAGES)
+    assert count.input_tokens > 0, count
+    assert rewrites(e2e_stack, http, CLAUDE, "body") == before + 1, "modelmap did not map the body's model"
