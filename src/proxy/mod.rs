@@ -222,7 +222,7 @@ impl ProxyHttp for ModelMap {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let snapshot = self.store.snapshot();
         let req = session.req_header();
-        if let Some(why) = request::framing(&req.headers) {
+        if let Some(why) = request::framing(req.version, &req.headers) {
             let refusal = Refusal::Framing(why);
             self.count_refusal(&refusal);
             ctx.rejected = true;

@@ -60,26 +60,33 @@ fn fields<'a>(text: &'a str, marker: &'a str) -> impl Iterator<Item = &'a str> {
     })
 }
 
-/// Every model name the gateway may read from `id`.
+/// Every model name the gateway may read from `id`: a superset of LiteLLM's readings
+/// (`decode_model_from_file_id`, `get_models_from_unified_file_id`,
+/// `get_model_id_from_unified_batch_id`, `parse_unified_id`, the video and character id
+/// decoders). The id is read as it is (`parse_unified_id` takes an undecoded
+/// `litellm_proxy:…` too) and base64-decoded whole and after any prefix (`file-`,
+/// `batch_`, `video_`, …). A `model_id` is resolved by the gateway through its router,
+/// and kept as it is when it names no deployment id: so it is checked as a name too.
 pub fn models(id: &str) -> Vec<String> {
-    let body = id
-        .strip_prefix("file-")
-        .or_else(|| id.strip_prefix("batch_"))
-        .unwrap_or(id);
+    let after = |sep: char| id.split_once(sep).map(|(_, rest)| rest);
+    let decoded: Vec<String> = [Some(id), after('-'), after('_')]
+        .into_iter()
+        .flatten()
+        .map(|c| String::from_utf8_lossy(&b64decode(c)).into_owned())
+        .collect();
     let mut out = Vec::new();
-    for candidate in [body, id] {
-        let decoded = b64decode(candidate);
-        let text = String::from_utf8_lossy(&decoded);
-        if !text.contains("litellm") {
+    for text in std::iter::once(id).chain(decoded.iter().map(String::as_str)) {
+        if !text.contains("model") {
             continue;
         }
-        for name in fields(&text, ";model,") {
-            out.push(py::strip(name).to_string());
+        for marker in [";model,", "model_id:", "model_id,"] {
+            out.extend(fields(text, marker).map(|n| py::strip(n).to_string()));
         }
-        for list in fields(&text, "target_model_names,") {
+        for list in fields(text, "target_model_names,") {
             out.extend(py::list(list).map(str::to_string));
         }
     }
+    out.retain(|n| !n.is_empty());
     out
 }
 
@@ -120,5 +127,12 @@ mod tests {
             "Python drops characters outside the alphabet"
         );
         assert!(models("file-abc123").is_empty());
+        let batch = b64("litellm_proxy;model_id:model_name_u_2;llm_batch_id:batch_1");
+        assert_eq!(models(&batch), ["model_name_u_2"]);
+        assert_eq!(
+            models("litellm_proxy:vector_store;unified_id,1;target_model_names,m"),
+            ["m"],
+            "an id LiteLLM reads undecoded"
+        );
     }
 }
