@@ -67,6 +67,24 @@ def test_sdk_batch_file_upload_and_batch_create(oai, gateway_log, provider_log, 
     assert gateway_log.models("acreate_batch") == [None], gateway_log.since_mark()
 
 
+def test_sdk_large_batch_file_with_crlf_lines(oai, provider_log):
+    """3,000 lines (about 750 KiB) ending in CRLF, as a file written on Windows would."""
+    models = [CHAT, stack.PUBLIC_MODEL] * 1500
+    content = batch_jsonl(models).replace(b"\n", b"\r\n")
+    uploaded = call(oai.files.create, file=("big.jsonl", content), purpose="batch")
+    assert uploaded.purpose == "batch", uploaded
+    hit = assert_served(provider_log, "/files", CHAT_INTERNAL, purpose="batch")
+    assert hit["batch_models"] == [CHAT_INTERNAL, stack.INTERNAL_MODEL] * 1500, "a batch line reached the gateway unmapped"
+
+
+def test_sdk_binary_file_upload_not_batch(oai, provider_log):
+    """A non-batch upload (`purpose="user_data"`, a binary PDF-like file): no JSONL to read."""
+    data = b"%PDF-1.4\n" + bytes(range(256)) * 800 + b"\r\n--not-a-boundary\r\n" + bytes(range(255, -1, -1)) * 10
+    uploaded = call(oai.files.create, file=("doc.pdf", data, "application/pdf"), purpose="user_data")
+    assert uploaded.purpose == "user_data" and uploaded.bytes == len(data), uploaded
+    assert_served(provider_log, "/files", None, purpose="user_data")
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="modelmap maps body.model in uploaded batch files but does not restore it in "

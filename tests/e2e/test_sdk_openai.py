@@ -43,6 +43,16 @@ def test_sdk_chat(oai, gateway_log, provider_log):
     assert_served(provider_log, "/chat/completions", stack.UPSTREAM_TEAM_OK, stream=False)
 
 
+def test_sdk_chat_long_prompt_model_last(oai, gateway_log, provider_log):
+    """The SDK writes `model` after `messages`: with a 3 MiB prompt (non-ASCII, escapes,
+    U+2028 included) the name comes 3 MiB into the body."""
+    content = 'héllo 😀 "quoted" \\ \u2028 ' + "x" * (3 * 1024 * 1024)
+    completion = call(oai.chat.completions.create, model=CHAT, messages=[{"role": "user", "content": content}])
+    assert completion.model == CHAT and completion.choices[0].message.content == REPLY, completion
+    assert_routed(gateway_log, "acompletion", CHAT, CHAT_INTERNAL)
+    assert_served(provider_log, "/chat/completions", stack.UPSTREAM_TEAM_OK, stream=False)
+
+
 def test_sdk_chat_stream(oai, gateway_log, provider_log):
     stream = call(
         oai.chat.completions.create, model=CHAT, messages=MESSAGES, stream=True,
@@ -119,6 +129,8 @@ PNG = base64.b64decode(
 
 TRANSCRIPTIONS = {
     "sdk-default-json": {},
+    # 5 MiB of audio: the multipart body arrives in many pieces.
+    "5MiB": {"_audio": WAV + bytes(range(256)) * (5 * 4096)},
     # Repeated multipart fields (`timestamp_granularities[]` twice).
     "verbose-json-word-segment": {"response_format": "verbose_json", "timestamp_granularities": ["word", "segment"]},
 }
@@ -126,14 +138,15 @@ TRANSCRIPTIONS = {
 
 @pytest.mark.parametrize("variant", TRANSCRIPTIONS)
 def test_sdk_audio_transcription_upload(oai, gateway_log, provider_log, variant):
-    kwargs = TRANSCRIPTIONS[variant]
-    transcript = call(oai.audio.transcriptions.create, model=WHISPER, file=("hello.wav", WAV, "audio/wav"), **kwargs)
+    kwargs = dict(TRANSCRIPTIONS[variant])
+    audio = kwargs.pop("_audio", WAV)
+    transcript = call(oai.audio.transcriptions.create, model=WHISPER, file=("hello.wav", audio, "audio/wav"), **kwargs)
     assert transcript.text == REPLY, transcript
     if kwargs:
         assert [w.word for w in transcript.words] == REPLY.split(" ") and len(transcript.segments) == 1, transcript
     assert_routed(gateway_log, "transcription", WHISPER, internal(WHISPER))
     # (LiteLLM asks the provider for verbose_json on its own when the client names no format.)
-    assert_served(provider_log, "/audio/transcriptions", upstream(WHISPER), file_bytes=len(WAV), **(
+    assert_served(provider_log, "/audio/transcriptions", upstream(WHISPER), file_bytes=len(audio), **(
         {"response_format": "verbose_json", "timestamp_granularities": ["word", "segment"]} if kwargs else {}
     ))
 
