@@ -20,6 +20,8 @@ Routes (each also without the ``/v1`` prefix):
                                 ``body.model`` is recorded as ``batch_models``.
     GET  /v1/files/{id}, GET /v1/files/{id}/content
     POST /v1/batches, GET /v1/batches/{id}
+    POST /v1/messages           Anthropic's Messages API: a message, or its SSE events.
+    POST /v1/messages/count_tokens
     GET  /v1/realtime?model=    websocket: sends ``session.created``, answers
                                 ``session.update`` with ``session.updated`` and any other
                                 client event with an ``error`` event naming it.
@@ -265,6 +267,26 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, events[-1]["response"])
 
+    def _messages(self, route: str, req: dict) -> None:
+        """Anthropic's Messages API (LiteLLM calls it for `anthropic/` deployments)."""
+        model, stream = req.get("model"), bool(req.get("stream"))
+        if model in self.server.state.fail_models:
+            self._record(route, model, 500, stream=stream)
+            self._send_json(500, shapes.anthropic_error(f"The upstream model '{model}' is broken (fake provider)."))
+            return
+        self._record(route, model, 200, stream=stream, anthropic_version=self.headers.get("anthropic-version"))
+        if stream:
+            self._start_sse()
+            for e in shapes.anthropic_events(model):
+                self._write_chunk(b"event: " + e["type"].encode() + b"\n" + _sse(e))
+            self._write_chunk(b"")
+        else:
+            self._send_json(200, shapes.anthropic_message(model))
+
+    def _count_tokens(self, route: str, req: dict) -> None:
+        self._record(route, req.get("model"), 200)
+        self._send_json(200, {"input_tokens": 9})
+
     def _batches(self, route: str, req: dict) -> None:
         state: State = self.server.state
         fid = req.get("input_file_id")
@@ -376,6 +398,8 @@ JSON_ROUTES = {
     "/embeddings": Handler._embeddings,
     "/responses": Handler._responses,
     "/batches": Handler._batches,
+    "/messages": Handler._messages,
+    "/messages/count_tokens": Handler._count_tokens,
 }
 MULTIPART_ROUTES = {
     "/audio/transcriptions": Handler._transcriptions,

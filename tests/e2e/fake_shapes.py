@@ -186,6 +186,49 @@ def response_events(model) -> list[dict]:
     return events
 
 
+# --- Anthropic Messages API ------------------------------------------------------
+def anthropic_usage(output_tokens: int = 6) -> dict:
+    return {"input_tokens": 9, "output_tokens": output_tokens, "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0, "service_tier": "standard"}
+
+
+def anthropic_message(model) -> dict:
+    return {
+        "id": new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": REPLY_TEXT}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": anthropic_usage(),
+    }
+
+
+def anthropic_events(model) -> list[dict]:
+    """A streamed message as Anthropic sends it; each event has its `type`."""
+    start = dict(anthropic_message(model), content=[], stop_reason=None, usage=anthropic_usage(1))
+    events = [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "ping"},
+    ]
+    for i, w in enumerate(REPLY_TEXT.split(" ")):
+        events.append({"type": "content_block_delta", "index": 0,
+                       "delta": {"type": "text_delta", "text": w if i == 0 else " " + w}})
+    events += [
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 6}},
+        {"type": "message_stop"},
+    ]
+    return events
+
+
+def anthropic_error(message: str) -> dict:
+    return {"type": "error", "error": {"type": "api_error", "message": message}}
+
+
 # --- audio, images ----------------------------------------------------------------
 def transcription(response_format: str | None, granularities: list[str]) -> tuple[str, bytes]:
     """(content type, body) of a transcription, per `response_format` (default json)."""

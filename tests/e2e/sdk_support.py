@@ -36,6 +36,7 @@ REPLY = "Hello from the fake provider."
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 CHAT = stack.PUBLIC_MODEL_OK  # gpt-4.1-mini, served by the upstream "team-ok"
 CHAT_INTERNAL = stack.INTERNAL_MODEL_OK
+CLAUDE_NATIVE = "claude-haiku-4-5"  # an anthropic/ deployment: LiteLLM calls the provider's /v1/messages
 EMBED, WHISPER, IMAGE, REALTIME, CLAUDE = (
     "text-embedding-3-small", "whisper-1", "gpt-image-1", "gpt-realtime", "claude-sonnet-4-5",
 )
