@@ -93,7 +93,7 @@ impl Metrics {
         )?;
         let rewrites = counter(
             "modelmap_rewrites_total",
-            "Model names rewritten, by team, place in the request (body, fallback, path, query, form, batch), matched rule and target (values from the mapping file, else `other`).",
+            "Model names rewritten, by team, place in the request (body, fallback, path, query, form, batch, header, target), matched rule and target (values from the mapping file, else `other`).",
             &["team", "place", "from", "to"],
         )?;
         let upstream_responses = counter(

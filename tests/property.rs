@@ -473,5 +473,6 @@ proptest! {
             prop_assert_eq!(resp.status, 200);
             prop_assert_eq!(s.gw.last().body_str(), expect);
         }
+        prop_assert_eq!(s.gw.garbage(), 0, "every body framed exactly once upstream");
     }
 }

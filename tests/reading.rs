@@ -204,6 +204,15 @@ const MAPPED: &[Family] = &[
         },
     },
     Family {
+        what: "a chunked form whose last piece is sent before the end",
+        build: |n| {
+            (
+                "POST /v1/chat/completions HTTP/1.1\r\ncontent-type: application/x-www-form-urlencoded\r\ntransfer-encoding: chunked".into(),
+                format!("9\r\nmessages=\r\n{:x}\r\nhi&model={n}&i\r\n5\r\nnput=\r\n0\r\n\r\n", 11 + n.len()).into_bytes(),
+            )
+        },
+    },
+    Family {
         what: "multipart: the last Content-Disposition counts",
         build: |n| {
             multipart(
@@ -360,5 +369,6 @@ fn a_team_callers_public_name_arrives_mapped_at_every_place() {
             "{}: the public name is still there: {seen}",
             family.what
         );
+        assert_eq!(gw.garbage(), 0, "{}: framed wrong upstream", family.what);
     }
 }

@@ -366,8 +366,10 @@ impl ProxyHttp for ModelMap {
             let out = rewriter.feed(body.take(), end_of_stream, names);
             ctx.refusal = self.guard_refusal(ctx.caller.as_ref(), names);
             ctx.rejected = ctx.refusal.is_some();
-            // An empty Some means "nothing yet"; None would end the upstream body.
-            *body = Some(out);
+            // An empty Some means "nothing yet"; None ends the upstream body. At the end,
+            // nothing left to send must be None: Pingora writes an empty piece as a
+            // chunk of size 0, the terminator, and then terminates the body once more.
+            *body = (!out.is_empty() || !end_of_stream).then_some(out);
         }
         if ctx.refusal.is_some() {
             // Refused: read the client's body to its end, send nothing more upstream,

@@ -155,14 +155,15 @@ impl Names {
     /// places) each entry of the comma list, stripped as Python strips. A superset of
     /// what any one lookup reads, so no reading of it escapes the check.
     fn check(&mut self, place: Place, name: &str) {
-        if self.verdict.is_some() {
-            return;
-        }
-        if !travels(name) {
+        if self.verdict.is_none() && !travels(name) {
             self.verdict = Some(Verdict::Invalid(name.to_string()));
-            return;
         }
-        if !self.guard {
+        self.check_owner(place, name);
+    }
+
+    /// The guard's half of [`Names::check`].
+    fn check_owner(&mut self, place: Place, name: &str) {
+        if !self.guard || self.verdict.is_some() {
             return;
         }
         let whole = [name, py::strip(name)];
@@ -183,16 +184,14 @@ impl Names {
     /// Checks a name the gateway may read at `place` without mapping it (stretches of a
     /// path that no route maps, but that some lookup may read).
     pub fn check_at(&mut self, place: Place, name: &str) {
-        if self.guard {
-            self.check(place, name);
-        }
+        self.check_owner(place, name);
     }
 
     /// Checks the model names a managed file or batch id carries (see `resource_id`).
     pub fn check_resource_id(&mut self, id: &str) {
         if self.guard && self.verdict.is_none() {
             for name in super::resource_id::models(id) {
-                self.check(Place::Target, &name);
+                self.check_owner(Place::Target, &name);
             }
         }
     }
