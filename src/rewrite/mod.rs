@@ -2,13 +2,16 @@
 //! (and fuzzed) on its own.
 
 pub mod body;
+pub mod form;
 pub mod json;
 pub mod multipart;
 pub mod names;
 pub mod path;
+pub mod py;
 pub mod restore;
 mod scalar;
 mod scan;
+pub mod unreadable;
 
 use bytes::{Bytes, BytesMut};
 

@@ -1,7 +1,14 @@
 //! Streaming rewrite of `multipart/form-data` request bodies.
 //!
 //! The `model` field of a form (audio transcriptions, image edits, any multipart
-//! request) is mapped like a JSON body's `model`. On file uploads (`/v1/files`), every
+//! request) is mapped like a JSON body's `model`, and `target_model_names` like its
+//! namesake. Parts are read as Starlette reads them (python-multipart): the boundary and
+//! the part's `Content-Disposition` parameters by `parse_options_header` (quotes,
+//! escapes, `;` inside quotes, the last of repeated parameters), the last of repeated
+//! `Content-Disposition` headers, a part with a `filename` as a file, names and values
+//! decoded as UTF-8 and, where that fails, as Latin-1. A form whose `charset` is not
+//! UTF-8, or whose boundary or part headers modelmap cannot follow, is unreadable: the
+//! guard refuses it. On file uploads (`/v1/files`), every
 //! file part is read as JSONL and each line's `body.model` is mapped (batch input files;
 //! lines of other files have no `body.model` and pass unchanged), line by line.
 //!
@@ -18,9 +25,14 @@ use memchr::memmem;
 use super::concat;
 use super::json::{JsonRewriter, MAX_NAME_LEN, Profile};
 use super::names::{Names, Place};
+use super::py;
+use super::unreadable::Unreadable;
 
-/// Largest part header block read; a larger one ends the rewrite (passed through).
+/// Largest part header block read; a larger one ends the rewrite (passed through, or
+/// refused by the guard).
 pub const MAX_HEADERS: usize = 16 * 1024;
+/// Longest boundary followed.
+pub const MAX_BOUNDARY: usize = 1024;
 /// Longest delimiter line (boundary plus transport padding).
 const MAX_DELIMITER_LINE: usize = 1024;
 
@@ -39,48 +51,75 @@ enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
     Plain,
-    Model,
+    /// A field the gateway reads model names from.
+    Model(Place),
     Batch,
 }
 
-/// The boundary of a `multipart/form-data` content type, if it is one.
-pub fn boundary(content_type: &str) -> Option<String> {
-    let mut params = content_type.split(';');
-    let kind = params.next()?.trim();
-    if !kind.eq_ignore_ascii_case("multipart/form-data") {
-        return None;
-    }
-    params.find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("boundary")
-            .then(|| v.trim().trim_matches('"').to_string())
-            .filter(|b| !b.is_empty() && b.len() <= 200)
-    })
-}
+/// Python's `codecs` names for UTF-8, after its own normalisation (lower case, `-` and
+/// spaces as `_`).
+const UTF8_NAMES: [&str; 7] = [
+    "utf_8",
+    "utf8",
+    "u8",
+    "utf",
+    "utf8_ucs2",
+    "utf8_ucs4",
+    "cp65001",
+];
 
-/// `name` and whether a `filename` is given, from a part's headers.
-fn disposition(headers: &[u8]) -> (Option<String>, bool) {
-    let text = String::from_utf8_lossy(headers);
-    let Some(line) = text.split("\r\n").find(|l| {
-        l.split_once(':')
-            .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("content-disposition"))
-    }) else {
-        return (None, false);
-    };
-    let mut name = None;
-    let mut file = false;
-    for param in line.split(';').skip(1) {
-        if let Some((k, v)) = param.split_once('=') {
-            let v = v.trim().trim_matches('"').to_string();
-            match k.trim().to_ascii_lowercase().as_str() {
-                "name" => name = Some(v),
-                "filename" | "filename*" => file = true,
-                _ => {}
-            }
+/// The boundary of a `multipart/form-data` content type (Latin-1 text), read as
+/// Starlette reads it; an error when the form cannot be followed.
+pub fn boundary(content_type: &str) -> Result<Vec<u8>, Unreadable> {
+    let (_, options) = py::parse_options_header(content_type);
+    if let Some(charset) = py::option(&options, "charset") {
+        let normal = charset.to_lowercase().replace(['-', ' '], "_");
+        if !UTF8_NAMES.contains(&normal.as_str()) {
+            return Err(Unreadable::Charset);
         }
     }
-    (name, file)
+    let boundary: Vec<u8> = py::option(&options, "boundary")
+        .ok_or(Unreadable::Boundary)?
+        .chars()
+        .map(|c| c as u8)
+        .collect();
+    if boundary.is_empty() || boundary.len() > MAX_BOUNDARY {
+        return Err(Unreadable::Boundary);
+    }
+    Ok(boundary)
+}
+
+/// Latin-1 text back to its bytes, decoded as Starlette's `_user_safe_decode` does for
+/// UTF-8 forms: UTF-8, or Latin-1 where that fails.
+fn form_text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => py::latin1(bytes),
+    }
+}
+
+/// `name` and whether a `filename` is given, from a part's headers: python-multipart
+/// keeps the last `Content-Disposition`, its value from after the colon and leading
+/// spaces to the end of the line.
+fn disposition(headers: &[u8]) -> (Option<String>, bool) {
+    let mut value = None;
+    for line in headers.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        if line[..colon].eq_ignore_ascii_case(b"content-disposition") {
+            let v = &line[colon + 1..];
+            value = Some(&v[v.iter().take_while(|&&b| b == b' ').count()..]);
+        }
+    }
+    let Some(value) = value else {
+        return (None, false);
+    };
+    let (_, options) = py::parse_options_header(&py::latin1(value));
+    let bytes = |s: &str| s.chars().map(|c| c as u8).collect::<Vec<u8>>();
+    let name = py::option(&options, "name").map(|n| form_text(&bytes(n)));
+    (name, py::option(&options, "filename").is_some())
 }
 
 /// Longest proper prefix of `delim` that `hay` ends with.
@@ -113,8 +152,9 @@ pub struct MultipartRewriter {
 }
 
 impl MultipartRewriter {
-    pub fn new(boundary: &str, batch_files: bool) -> MultipartRewriter {
-        let delim = format!("\r\n--{boundary}").into_bytes();
+    pub fn new(boundary: impl AsRef<[u8]>, batch_files: bool) -> MultipartRewriter {
+        let mut delim = b"\r\n--".to_vec();
+        delim.extend_from_slice(boundary.as_ref());
         MultipartRewriter {
             finder: memmem::Finder::new(&delim).into_owned(),
             delim,
@@ -188,7 +228,8 @@ impl MultipartRewriter {
                         Some(i) => {
                             let (name, file) = disposition(&rest[..i]);
                             self.part = match (name.as_deref(), file) {
-                                (Some("model"), false) => Part::Model,
+                                (Some("model"), false) => Part::Model(Place::Form),
+                                (Some("target_model_names"), false) => Part::Model(Place::Target),
                                 (_, true) if self.batch_files => Part::Batch,
                                 _ => Part::Plain,
                             };
@@ -196,7 +237,10 @@ impl MultipartRewriter {
                             pos += i + 2;
                             self.state = State::Content;
                         }
-                        None if rest.len() > MAX_HEADERS || end => self.state = State::Epilogue,
+                        None if rest.len() > MAX_HEADERS || end => {
+                            names.unreadable(Unreadable::PartHeaders);
+                            self.state = State::Epilogue;
+                        }
                         None => {
                             self.carry.extend_from_slice(rest);
                             pos = data.len();
@@ -210,13 +254,14 @@ impl MultipartRewriter {
                         None if end => data.len(),
                         None => data.len() - partial_delimiter(rest, &self.delim),
                     };
-                    if found.is_none() && !end && self.part == Part::Model {
+                    if found.is_none() && !end && matches!(self.part, Part::Model(_)) {
                         if rest.len() <= MAX_NAME_LEN {
                             // Hold the value until it is complete.
                             self.carry.extend_from_slice(rest);
                             pos = data.len();
                             continue;
                         }
+                        names.unreadable(Unreadable::NameLength);
                         self.part = Part::Plain;
                     }
                     self.content(
@@ -260,12 +305,9 @@ impl MultipartRewriter {
     ) {
         match self.part {
             Part::Plain => out.push(data.slice(from..to)),
-            Part::Model => {
+            Part::Model(place) => {
                 let raw = &data[from..to];
-                match std::str::from_utf8(raw)
-                    .ok()
-                    .and_then(|v| names.map_at(Place::Form, v))
-                {
+                match names.map_at(place, &form_text(raw)) {
                     Some(new) => out.push(Bytes::from(new)),
                     None => out.push(data.slice(from..to)),
                 }

@@ -16,6 +16,8 @@
 use std::sync::Arc;
 
 use super::json::{Field, NameMapper};
+use super::py;
+use super::unreadable::Unreadable;
 use crate::mapping::Mapping;
 
 /// At most this many distinct rules (and restore pairs) are recorded per request;
@@ -31,12 +33,17 @@ pub enum Place {
     Fallback,
     /// The URL path (Azure deployments, engines, Gemini models).
     Path,
-    /// The `?model=` query parameter (realtime).
+    /// A `model` query parameter.
     Query,
-    /// The `model` field of a multipart form.
+    /// The `model` field of a form (multipart or URL-encoded).
     Form,
     /// `body.model` of a line in an uploaded batch file.
     Batch,
+    /// The `x-litellm-model` request header.
+    Header,
+    /// `target_model_names` (body, form or query), `session.model`, `completion.model`:
+    /// names the gateway authorizes on that are not the response's model.
+    Target,
 }
 
 impl Place {
@@ -48,12 +55,22 @@ impl Place {
             Place::Query => "query",
             Place::Form => "form",
             Place::Batch => "batch",
+            Place::Header => "header",
+            Place::Target => "target",
         }
     }
 
     /// Whether the name is the model the response will be about.
     fn is_request_model(self) -> bool {
-        matches!(self, Place::Body | Place::Path | Place::Query | Place::Form)
+        matches!(
+            self,
+            Place::Body | Place::Path | Place::Query | Place::Form | Place::Header
+        )
+    }
+
+    /// Whether the gateway reads the value as a comma-separated list of models.
+    fn is_list(self) -> bool {
+        !matches!(self, Place::Fallback | Place::Batch)
     }
 }
 
@@ -67,6 +84,18 @@ pub struct Applied {
     /// The name sent to the gateway.
     pub to: String,
     pub times: u64,
+}
+
+/// Why a request must not go upstream, as far as its names are concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Another team's internal name (the guard), as the caller sent it.
+    Denied(String),
+    /// A name the gateway would put into a response header, which it cannot be.
+    Invalid(String),
+    /// A part of the request that may name a model and that modelmap cannot read
+    /// exactly as the gateway would (the guard fails closed).
+    Unreadable(Unreadable),
 }
 
 /// Maps names for one caller against one mapping snapshot.
@@ -85,8 +114,8 @@ pub struct Names {
     /// own: what responses are restored from.
     pub restores: Vec<(String, String)>,
     guard: bool,
-    /// The first requested name the guard refused, as the caller sent it.
-    pub denied: Option<String>,
+    /// The first reason this request must be refused, if any.
+    pub verdict: Option<Verdict>,
 }
 
 impl Names {
@@ -99,7 +128,7 @@ impl Names {
             model: None,
             restores: Vec::new(),
             guard: false,
-            denied: None,
+            verdict: None,
         }
     }
 
@@ -109,14 +138,53 @@ impl Names {
         self
     }
 
-    /// Records `name` if it is another team's internal name.
-    fn check(&mut self, name: &str) {
-        if !self.guard || self.denied.is_some() {
+    pub fn guard(&self) -> bool {
+        self.guard
+    }
+
+    /// Records that a part of the request that may carry a model name cannot be read as
+    /// the gateway reads it. Only the guard refuses for that; without it the request
+    /// passes as it is.
+    pub fn unreadable(&mut self, why: Unreadable) {
+        if self.guard && self.verdict.is_none() {
+            self.verdict = Some(Verdict::Unreadable(why));
+        }
+    }
+
+    /// Checks every way the gateway may read `name`: whole, stripped, and (at list
+    /// places) each entry of the comma list, stripped as Python strips. A superset of
+    /// what any one lookup reads, so no reading of it escapes the check.
+    fn check(&mut self, place: Place, name: &str) {
+        if self.verdict.is_some() {
             return;
         }
-        let owner = self.mapping.owner_of(name.trim());
-        if owner.is_some() && owner != self.team.as_deref() {
-            self.denied = Some(name.trim().to_string());
+        if !travels(name) {
+            self.verdict = Some(Verdict::Invalid(name.to_string()));
+            return;
+        }
+        if !self.guard {
+            return;
+        }
+        let whole = [name, py::strip(name)];
+        let parts = place
+            .is_list()
+            .then(|| py::list(name))
+            .into_iter()
+            .flatten();
+        for candidate in whole.into_iter().chain(parts) {
+            let owner = self.mapping.owner_of(candidate);
+            if owner.is_some() && owner != self.team.as_deref() {
+                self.verdict = Some(Verdict::Denied(candidate.to_string()));
+                return;
+            }
+        }
+    }
+
+    /// Checks a name the gateway may read at `place` without mapping it (stretches of a
+    /// path that no route maps, but that some lookup may read).
+    pub fn check_at(&mut self, place: Place, name: &str) {
+        if self.guard {
+            self.check(place, name);
         }
     }
 
@@ -153,41 +221,46 @@ impl Names {
         Some(r.target.to_string())
     }
 
-    /// Maps a model name found at `place`. The request's own model may list several
-    /// models separated by commas; each is mapped and the caller's spacing kept.
+    /// Maps a model name found at `place`. At list places the value may name several
+    /// models separated by commas; each is mapped (after Python's `strip()`, as the
+    /// gateway reads it) and the caller's spacing kept.
     pub fn map_at(&mut self, place: Place, name: &str) -> Option<String> {
-        if place.is_request_model() {
-            name.split(',').for_each(|part| self.check(part));
-        } else {
-            self.check(name);
-        }
-        if !place.is_request_model() {
+        self.check(place, name);
+        if !place.is_list() {
             return self.map_one(place, name);
         }
-        let new = if name.contains(',') {
+        let new = if name.contains(',') || py::strip(name).len() != name.len() {
             let mut changed = false;
             let parts: Vec<String> = name
                 .split(',')
-                .map(|part| match self.map_one(place, part.trim()) {
-                    Some(new) => {
-                        changed = true;
-                        let lead = &part[..part.len() - part.trim_start().len()];
-                        let trail = &part[part.trim_end().len()..];
-                        format!("{lead}{new}{trail}")
+                .map(|part| {
+                    let bare = py::strip(part);
+                    match self.map_one(place, bare) {
+                        Some(new) => {
+                            changed = true;
+                            let lead =
+                                &part[..part.len() - part.trim_start_matches(py::is_space).len()];
+                            let trail = &part[part.trim_end_matches(py::is_space).len()..];
+                            format!("{lead}{new}{trail}")
+                        }
+                        None => part.to_string(),
                     }
-                    None => part.to_string(),
                 })
                 .collect();
             let joined = changed.then(|| parts.join(","));
-            if let Some(list) = &joined {
+            if let Some(list) = &joined
+                && place.is_request_model()
+            {
                 self.restores.push((list.clone(), name.to_string()));
             }
             joined
         } else {
             self.map_one(place, name)
         };
-        let sent = new.clone().unwrap_or_else(|| name.to_string());
-        self.model = Some((name.to_string(), sent));
+        if place.is_request_model() {
+            let sent = new.clone().unwrap_or_else(|| name.to_string());
+            self.model = Some((name.to_string(), sent));
+        }
         new
     }
 
@@ -197,12 +270,26 @@ impl Names {
     }
 }
 
+/// Whether `name` can become a response header value on the gateway: uvicorn's HTTP
+/// parser refuses control characters (tab aside) and Starlette encodes header values as
+/// Latin-1. LiteLLM echoes the model it was asked for in `x-litellm-model-group`, so a
+/// name that cannot travel there fails on the gateway only after it served the request.
+fn travels(name: &str) -> bool {
+    name.chars()
+        .all(|c| c == '\t' || (c >= ' ' && c != '\x7f' && (c as u32) <= 0xff))
+}
+
 impl NameMapper for Names {
     fn map(&mut self, field: Field, name: &str) -> Option<String> {
         match field {
             Field::Model => self.map_at(Place::Body, name),
             Field::Fallback => self.map_at(Place::Fallback, name),
+            Field::Target => self.map_at(Place::Target, name),
         }
+    }
+
+    fn unreadable(&mut self, why: Unreadable) {
+        Names::unreadable(self, why);
     }
 }
 
@@ -216,11 +303,22 @@ impl NameMapper for At<'_> {
     fn map(&mut self, _field: Field, name: &str) -> Option<String> {
         self.names.map_at(self.place, name)
     }
+
+    fn unreadable(&mut self, why: Unreadable) {
+        self.names.unreadable(why);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn denied(n: &Names) -> Option<&str> {
+        match &n.verdict {
+            Some(Verdict::Denied(name)) => Some(name),
+            _ => None,
+        }
+    }
 
     fn names(team: Option<&str>) -> Names {
         let m = Mapping::parse(
@@ -291,32 +389,29 @@ mod tests {
         n.map(Field::Model, "a");
         n.map(Field::Model, "x");
         assert_eq!(
-            n.denied, None,
+            denied(&n),
+            None,
             "own internal names, public names and aliases pass"
         );
 
         let mut n = guarded(Some("t"));
         n.map(Field::Model, "a, B-internal ");
-        assert_eq!(
-            n.denied.as_deref(),
-            Some("B-internal"),
-            "any part of a list"
-        );
+        assert_eq!(denied(&n), Some("B-internal"), "any part of a list");
 
         let mut n = guarded(Some("t"));
         n.map(Field::Fallback, "B-internal");
-        assert_eq!(n.denied.as_deref(), Some("B-internal"), "fallbacks too");
+        assert_eq!(denied(&n), Some("B-internal"), "fallbacks too");
 
         let mut n = guarded(None);
         n.map(Field::Model, "A-internal");
         assert_eq!(
-            n.denied.as_deref(),
+            denied(&n),
             Some("A-internal"),
             "a team-less caller owns nothing"
         );
 
         let mut n = Names::new(m.clone(), None);
         n.map(Field::Model, "A-internal");
-        assert_eq!(n.denied, None, "guard off");
+        assert_eq!(denied(&n), None, "guard off");
     }
 }

@@ -1,18 +1,31 @@
-//! Model names in URLs.
+//! Model names in URLs, read as the gateway reads them.
 //!
-//! - Azure style: `…/openai/deployments/{model}/…` and `…/engines/{model}/…`;
-//! - Gemini style: `…/models/{model}:generateContent` (also `streamGenerateContent`,
-//!   `countTokens`);
-//! - `?model=` on the realtime route (`/v1/realtime`, `/realtime`).
+//! uvicorn percent-decodes the path before Starlette routes on it (`unquote`: `%73` is
+//! `s`, `%2F` is `/`, `%3A` is `:`), so every match here is made on the decoded path:
+//! - Azure style: `/openai/deployments/{model}/…` and `/engines/{model}/…`; the name
+//!   runs up to the endpoint at the end of the path (Starlette's `{model:path}` is
+//!   greedy; names may contain `/`);
+//! - Gemini style: `/v1beta/models/{model}:generateContent` (also
+//!   `streamGenerateContent`, `countTokens`) and `/models/{model}:…`.
 //!
-//! The name is percent-decoded before lookup (a model name may contain `/`, written
-//! literally or as `%2F`, which the gateway's server decodes alike before routing) and
-//! the replacement is percent-encoded, leaving only unreserved characters as they are:
-//! a `/` in a replacement is written `%2F`, so the rewritten URL splits exactly where the
-//! original did (found by fuzzing). Everything else in the URL is kept byte for byte. A
-//! name that is not valid UTF-8 once decoded is left alone.
+//! Query parameters are read as Starlette reads them (`parse_qsl`, split on `&`,
+//! `unquote_plus`): every `model` and `target_model_names` parameter, in any case and
+//! however its name is encoded (`mod%65l`), on every route. LiteLLM lets `?model=` win
+//! over the body on inference routes and reads it on files, batches and realtime routes.
+//!
+//! A mapped name is written back percent-encoded (only unreserved characters, `/` and
+//! `:` left as they are); when the path holds the name the whole path is written from its
+//! decoded form, which the gateway decodes to the same route. Everything else is kept
+//! byte for byte, and a URL that maps nothing is never changed.
+//!
+//! For the guard, [`segment_runs`] lists every stretch of the decoded path between two
+//! separators: a superset of every reading of a model name from the path (LiteLLM's auth
+//! regexes take `[^/]+` or `[^:]+`, its route templates the greedy `.*`, its
+//! pass-through routes look for known names inside the path).
 
 use std::borrow::Cow;
+
+use super::py;
 
 const GEMINI_METHODS: [&str; 3] = [":generateContent", ":streamGenerateContent", ":countTokens"];
 /// Endpoints that can follow an Azure deployment name (names may contain `/`).
@@ -30,8 +43,12 @@ const AZURE_ENDPOINTS: [&str; 12] = [
     "/extensions/chat/completions",
     "/rerank",
 ];
+/// Most path separators whose stretches are checked; a longer path is unreadable.
+pub const MAX_SEPARATORS: usize = 64;
+/// Most query parameters read; a longer query is unreadable.
+pub const MAX_PARAMS: usize = 256;
 
-/// Where the model name sits in a path: a byte range of the (encoded) path.
+/// Where the model name sits in a decoded path: a byte range of it.
 fn model_span(path: &str) -> Option<(usize, usize)> {
     for prefix in ["/openai/deployments/", "/engines/"] {
         if let Some(at) = path.find(prefix) {
@@ -50,49 +67,63 @@ fn model_span(path: &str) -> Option<(usize, usize)> {
     }
     let method = GEMINI_METHODS.iter().find(|m| path.ends_with(*m))?;
     let end = path.len() - method.len();
-    let start = path[..end].rfind("/models/")? + "/models/".len();
+    // Starlette's templates are anchored: the name starts right after the route's own
+    // `/models/`, whatever `/models/` the name itself contains.
+    let start = ["/v1beta/models/", "/models/"]
+        .iter()
+        .find(|p| path.starts_with(*p))
+        .map(|p| p.len())
+        .or_else(|| path[..end].rfind("/models/").map(|i| i + "/models/".len()))?;
     (end > start).then_some((start, end))
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
+/// The path as the gateway routes on it (uvicorn's `unquote`).
+pub fn decode_path(path: &str) -> Cow<'_, str> {
+    if path.contains('%') {
+        Cow::Owned(py::unquote(path, false))
+    } else {
+        Cow::Borrowed(path)
     }
 }
 
-/// Percent-decodes `s` (`+` as space too, for query values).
-fn decode(s: &str, plus_is_space: bool) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hi = hex(*bytes.get(i + 1)?)?;
-                let lo = hex(*bytes.get(i + 2)?)?;
-                out.push(hi << 4 | lo);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
+/// Every stretch of `path` that starts at its beginning or after a `/` and ends at its
+/// end or before a `/` or `:`; `None` when there are more than [`MAX_SEPARATORS`]
+/// separators (too many to check).
+pub fn segment_runs(path: &str) -> Option<Vec<&str>> {
+    let seps: Vec<usize> = path
+        .char_indices()
+        .filter(|(_, c)| matches!(c, '/' | ':'))
+        .map(|(i, _)| i)
+        .collect();
+    if seps.len() > MAX_SEPARATORS {
+        return None;
+    }
+    let starts = std::iter::once(0).chain(
+        seps.iter()
+            .filter(|&&i| path.as_bytes()[i] == b'/')
+            .map(|i| i + 1),
+    );
+    let mut runs = Vec::new();
+    for start in starts {
+        for end in seps
+            .iter()
+            .copied()
+            .filter(|&e| e > start)
+            .chain([path.len()])
+        {
+            if end > start {
+                runs.push(&path[start..end]);
             }
         }
     }
-    String::from_utf8(out).ok()
+    Some(runs)
 }
 
-fn encode(s: &str) -> String {
+fn encode(s: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || keep.contains(&b)
+        {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -105,10 +136,26 @@ fn encode(s: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UrlPlace {
     Path,
+    /// A `model` query parameter.
     Query,
+    /// A `target_model_names` query parameter.
+    Target,
 }
 
-/// Rewrites the model name in `path_and_query`, if any; `map` returns the new name.
+/// Whether a decoded query parameter name names models, and which.
+fn query_place(key: &str) -> Option<UrlPlace> {
+    if key.eq_ignore_ascii_case("model") {
+        Some(UrlPlace::Query)
+    } else if key.eq_ignore_ascii_case("target_model_names") {
+        Some(UrlPlace::Target)
+    } else {
+        None
+    }
+}
+
+/// Rewrites the model names in `path_and_query`, if any maps; `map` returns the new
+/// name (and may record what it saw). It is called for the path's model and for every
+/// model-naming query parameter, in order.
 pub fn rewrite(
     path_and_query: &str,
     map: &mut impl FnMut(UrlPlace, &str) -> Option<String>,
@@ -117,40 +164,38 @@ pub fn rewrite(
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
     };
+    let decoded = decode_path(path);
     let mut new_path = Cow::Borrowed(path);
-    if let Some((start, end)) = model_span(path)
-        && let Some(name) = decode(&path[start..end], false)
-        && let Some(new) = map(UrlPlace::Path, &name)
+    if let Some((start, end)) = model_span(&decoded)
+        && let Some(new) = map(UrlPlace::Path, &decoded[start..end])
     {
         new_path = Cow::Owned(format!(
             "{}{}{}",
-            &path[..start],
-            encode(&new),
-            &path[end..]
+            encode(&decoded[..start], b"/:"),
+            encode(&new, b""),
+            encode(&decoded[end..], b"/:")
         ));
     }
     let mut new_query = query.map(Cow::Borrowed);
-    if let Some(q) = query
-        && (path.ends_with("/realtime"))
-    {
-        let mut changed = false;
-        let pairs: Vec<Cow<'_, str>> = q
-            .split('&')
-            .map(
-                |pair| match pair.strip_prefix("model=").and_then(|v| decode(v, true)) {
-                    Some(name) => match map(UrlPlace::Query, &name) {
-                        Some(new) => {
-                            changed = true;
-                            Cow::Owned(format!("model={}", encode(&new)))
-                        }
-                        None => Cow::Borrowed(pair),
-                    },
-                    None => Cow::Borrowed(pair),
-                },
-            )
-            .collect();
-        if changed {
-            new_query = Some(Cow::Owned(pairs.join("&")));
+    if let Some(q) = query {
+        let mut rebuilt = String::new();
+        let mut last = 0;
+        for (key, value, range) in py::parse_qsl(q) {
+            let Some(place) = query_place(&key) else {
+                continue;
+            };
+            if let Some(new) = map(place, &value) {
+                let raw_key = q[range.clone()].split('=').next().unwrap_or_default();
+                rebuilt.push_str(&q[last..range.start]);
+                rebuilt.push_str(raw_key);
+                rebuilt.push('=');
+                rebuilt.push_str(&encode(&new, b""));
+                last = range.end;
+            }
+        }
+        if last > 0 {
+            rebuilt.push_str(&q[last..]);
+            new_query = Some(Cow::Owned(rebuilt));
         }
     }
     let changed = matches!(new_path, Cow::Owned(_)) || matches!(new_query, Some(Cow::Owned(_)));
@@ -158,6 +203,13 @@ pub fn rewrite(
         Some(q) => format!("{new_path}?{q}"),
         None => new_path.into_owned(),
     })
+}
+
+/// The number of query parameters, to bound the work of reading them.
+pub fn query_params(path_and_query: &str) -> usize {
+    path_and_query
+        .split_once('?')
+        .map_or(0, |(_, q)| q.split('&').filter(|p| !p.is_empty()).count())
 }
 
 #[cfg(test)]
@@ -230,9 +282,9 @@ mod tests {
             Some("/v1/realtime?model=team%2Fqwen%20internal")
         );
         assert_eq!(
-            run("/v1/chat/completions?model=gpt-4.1"),
-            None,
-            "only the realtime route"
+            run("/v1/chat/completions?mod%65l=gpt-4.1&x=1").as_deref(),
+            Some("/v1/chat/completions?mod%65l=model_name_team-abc_1&x=1"),
+            "every route, the name decoded as Starlette decodes it"
         );
         assert_eq!(run("/v1/realtime?model=other"), None);
     }
@@ -245,14 +297,53 @@ mod slash_tests {
     /// Found by fuzzing: a replacement containing '/' must not split the name.
     #[test]
     fn a_replacement_with_a_slash_stays_one_name() {
-        let uri = "/engines/n%2f%555/x";
-        let new = rewrite(uri, &mut |_, name| Some(format!("{name}-X"))).expect("mapped");
-        assert_eq!(new, "/engines/n%2FU5-X/x");
+        let uri = "/openai/deployments/n%2f%555/chat/completions";
+        let new = rewrite(uri, &mut |_, name| Some(format!("{name}/X"))).expect("mapped");
+        assert_eq!(new, "/openai/deployments/n%2FU5%2FX/chat/completions");
         let mut seen = String::new();
         rewrite(&new, &mut |_, name| {
             seen = name.to_string();
             None
         });
-        assert_eq!(seen, "n/U5-X", "the rewritten URL holds the whole new name");
+        assert_eq!(seen, "n/U5/X", "the rewritten URL holds the whole new name");
+    }
+
+    #[test]
+    fn paths_are_decoded_before_matching() {
+        let mut seen = Vec::new();
+        rewrite(
+            "/openai/deployment%73/a%2Cb/chat/completions",
+            &mut |p, name| {
+                seen.push((p, name.to_string()));
+                None
+            },
+        );
+        assert_eq!(seen, [(UrlPlace::Path, "a,b".to_string())]);
+        let mut seen = Vec::new();
+        rewrite(
+            "/v1beta/models/m%3AgenerateContent?Model=x&target_model_names=y",
+            &mut |p, name| {
+                seen.push((p, name.to_string()));
+                None
+            },
+        );
+        assert_eq!(
+            seen,
+            [
+                (UrlPlace::Path, "m".to_string()),
+                (UrlPlace::Query, "x".to_string()),
+                (UrlPlace::Target, "y".to_string())
+            ]
+        );
+        let runs = segment_runs("/v1beta/models/a/b:generateContent").expect("few");
+        for run in [
+            "a",
+            "a/b",
+            "models/a/b",
+            "b",
+            "v1beta/models/a/b:generateContent",
+        ] {
+            assert!(runs.contains(&run), "{run} in {runs:?}");
+        }
     }
 }

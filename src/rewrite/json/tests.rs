@@ -72,13 +72,33 @@ fn model_that_is_not_a_string_or_is_unmapped_is_untouched() {
     for input in [
         r#"{"model":null,"x":"gpt-4.1"}"#,
         r#"{"model":{"model":"gpt-4.1"}}"#,
-        r#"{"model":["gpt-4.1"]}"#,
+        r#"{"model":[["gpt-4.1"]]}"#,
         r#"{"model":"other"}"#,
         r#"{"Model":"gpt-4.1"}"#,
         r#"{"model":12}"#,
     ] {
         assert_eq!(run(input), input);
     }
+}
+
+#[test]
+fn model_lists_and_target_names_are_rewritten_name_by_name() {
+    assert_eq!(
+        run(
+            r#"{"model":["gpt-4.1",1,"x"],"target_model_names":"gpt-4.1","session":{"model":"gpt-4.1"},"metadata":{"model":"gpt-4.1"}}"#
+        ),
+        r#"{"model":["model_name_team-abc_1",1,"x"],"target_model_names":"model_name_team-abc_1","session":{"model":"model_name_team-abc_1"},"metadata":{"model":"gpt-4.1"}}"#
+    );
+}
+
+#[test]
+fn every_fallback_shape_litellm_reads_is_rewritten() {
+    assert_eq!(
+        run(
+            r#"{"content_policy_fallbacks":[{"gpt-4.1":["gpt-4.1"]}],"router_settings_override":{"fallbacks":["gpt-4.1"]},"fallbacks":[{"model":"gpt-4.1","fallbacks":["gpt-4.1"]}]}"#
+        ),
+        r#"{"content_policy_fallbacks":[{"gpt-4.1":["model_name_team-abc_1"]}],"router_settings_override":{"fallbacks":["model_name_team-abc_1"]},"fallbacks":[{"model":"model_name_team-abc_1","fallbacks":["model_name_team-abc_1"]}]}"#
+    );
 }
 
 #[test]

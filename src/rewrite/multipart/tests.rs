@@ -167,14 +167,50 @@ fn batch_files_rewrite_body_model_on_every_line() {
 
 #[test]
 fn boundaries_are_read_from_content_types() {
+    use crate::rewrite::unreadable::Unreadable;
+    let b = |ct: &str| boundary(ct).map(|b| String::from_utf8_lossy(&b).into_owned());
     assert_eq!(
-        boundary(&format!("multipart/form-data; boundary={B}")).as_deref(),
-        Some(B)
+        b(&format!("multipart/form-data; boundary={B}")),
+        Ok(B.into())
     );
     assert_eq!(
-        boundary("Multipart/Form-Data;charset=utf-8; boundary=\"a b\"").as_deref(),
-        Some("a b")
+        b("Multipart/Form-Data;charset=UTF8; boundary=\"a b\""),
+        Ok("a b".into())
     );
-    assert_eq!(boundary("application/json"), None);
-    assert_eq!(boundary("multipart/form-data"), None);
+    assert_eq!(
+        b("multipart/form-data; boundary=\"x;y\"; boundary=z"),
+        Ok("z".into()),
+        "the last of repeated parameters, quotes kept whole"
+    );
+    assert_eq!(b("multipart/form-data"), Err(Unreadable::Boundary));
+    assert_eq!(
+        b("multipart/form-data; boundary=a; charset=utf-16"),
+        Err(Unreadable::Charset)
+    );
+    let long = "b".repeat(2000);
+    assert_eq!(
+        b(&format!("multipart/form-data; boundary={long}")),
+        Err(Unreadable::Boundary)
+    );
+}
+
+#[test]
+fn part_headers_are_read_as_python_multipart_reads_them() {
+    use super::disposition;
+    let (name, file) = disposition(
+        b"Content-Disposition: form-data; name=\"x\"\r\ncontent-disposition:   form-data; name=\"model\"",
+    );
+    assert_eq!(
+        (name.as_deref(), file),
+        (Some("model"), false),
+        "the last one counts"
+    );
+    let (name, file) = disposition(b"Content-Disposition: form-data; name=\"model; filename=x\"");
+    assert_eq!((name.as_deref(), file), (Some("model; filename=x"), false));
+    let (name, file) = disposition(b"Content-Disposition: form-data; name=model; filename=\"\"");
+    assert_eq!(
+        (name.as_deref(), file),
+        (Some("model"), true),
+        "an empty filename is a file"
+    );
 }
