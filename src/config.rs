@@ -231,6 +231,14 @@ pub struct Settings {
     pub master_key: Option<KeyDigest>,
 }
 
+/// Whether two listening addresses would claim the same socket: the same port on the
+/// same address, or on any address when one of them is the wildcard. Port 0 (any free
+/// port) never clashes.
+fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 /// A SHA-256 digest written as 64 hex digits.
 pub fn parse_digest(hex: &str) -> Option<KeyDigest> {
     let hex = hex.trim();
@@ -247,14 +255,27 @@ pub fn parse_digest(hex: &str) -> Option<KeyDigest> {
 impl Settings {
     pub fn from_args(args: ServeArgs) -> Result<Settings, ConfigError> {
         let upstream = Upstream::parse(&args.upstream)?;
+        let mut addrs = Vec::with_capacity(2);
         for (flag, value) in [("listen", &args.listen), ("admin", &args.admin)] {
-            value
-                .parse::<SocketAddr>()
-                .map_err(|e| ConfigError::Invalid {
-                    flag,
-                    value: value.clone(),
-                    reason: e.to_string(),
-                })?;
+            addrs.push(
+                value
+                    .parse::<SocketAddr>()
+                    .map_err(|e| ConfigError::Invalid {
+                        flag,
+                        value: value.clone(),
+                        reason: e.to_string(),
+                    })?,
+            );
+        }
+        if overlap(addrs[0], addrs[1]) {
+            return Err(ConfigError::Invalid {
+                flag: "admin",
+                value: args.admin.clone(),
+                reason: format!(
+                    "the admin server needs its own port: --listen {} already uses it",
+                    args.listen
+                ),
+            });
         }
         if args.threads == 0 {
             return Err(ConfigError::Invalid {
@@ -369,6 +390,32 @@ mod tests {
         assert!(
             !e.to_string().contains("sk-1234"),
             "a mistaken key is not echoed: {e}"
+        );
+    }
+
+    #[test]
+    fn the_admin_server_needs_its_own_port() {
+        for (listen, admin) in [
+            ("127.0.0.1:4001", "127.0.0.1:4001"),
+            ("0.0.0.0:4001", "127.0.0.1:4001"),
+            ("127.0.0.1:4001", "0.0.0.0:4001"),
+        ] {
+            let cli = Cli::try_parse_from(["modelmap", "--listen", listen, "--admin", admin])
+                .expect("parses");
+            let e = Settings::from_args(cli.serve).expect_err("same socket twice");
+            assert!(e.to_string().contains("its own port"), "{e}");
+        }
+        let cli = Cli::try_parse_from([
+            "modelmap",
+            "--listen",
+            "127.0.0.1:4001",
+            "--admin",
+            "127.0.0.2:4001",
+        ])
+        .expect("parses");
+        assert!(
+            Settings::from_args(cli.serve).is_ok(),
+            "two addresses, one port each"
         );
     }
 
