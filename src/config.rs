@@ -151,10 +151,37 @@ pub struct ServeArgs {
     /// looked up.
     #[arg(long, env = "MODELMAP_MASTER_KEY_HASH")]
     pub master_key_hash: Option<String>,
+    /// Most bytes held at once, across all requests, for restoring whole bodies (error
+    /// bodies and model lists, each up to 4 MiB). A body that does not fit passes
+    /// through unrestored, never truncated. Accepts B, KiB, MiB, GiB (0: hold none).
+    #[arg(long, env = "MODELMAP_RESTORE_BUFFER_BUDGET", default_value = "64MiB", value_parser = parse_bytes)]
+    pub restore_buffer_budget: usize,
     /// Refuse (403) a request that names another team's internal model name.
     /// `--guard=false` turns it off.
     #[arg(long, env = "MODELMAP_GUARD", default_value_t = true, action = ArgAction::Set)]
     pub guard: bool,
+}
+
+/// A size in bytes: a whole number with an optional binary unit (`B`, `KiB`, `MiB`,
+/// `GiB`; `K`, `M`, `G` mean the same).
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        other => return Err(format!("unknown unit {other:?} (use B, KiB, MiB or GiB)")),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 64MiB"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// The gateway address, resolved once at start.
@@ -236,7 +263,8 @@ pub struct Settings {
 /// port) never clashes.
 fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() != 0
-        && a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// A SHA-256 digest written as 64 hex digits.
@@ -391,6 +419,20 @@ mod tests {
             !e.to_string().contains("sk-1234"),
             "a mistaken key is not echoed: {e}"
         );
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("512"), Ok(512));
+        assert_eq!(parse_bytes("4KiB"), Ok(4096));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
+        assert!(parse_bytes("64MB").is_err());
+        assert!(parse_bytes("MiB").is_err());
+        let cli = Cli::try_parse_from(["modelmap"]).expect("no flags needed");
+        assert_eq!(cli.serve.restore_buffer_budget, 64 << 20);
     }
 
     #[test]

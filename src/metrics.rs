@@ -29,6 +29,8 @@ pub struct Metrics {
     pub identity_lookups: IntCounterVec,
     pub identity_cache_entries: IntGauge,
     pub guard_rejections: IntCounter,
+    pub restore_buffered: IntGauge,
+    pub restore_over_budget: IntCounter,
     /// The per-request series, each looked up once: `with_label_values` hashes its
     /// labels and takes a lock on every call.
     series: Series,
@@ -129,6 +131,20 @@ impl Metrics {
                 "Requests refused (403) for naming another team's internal model name.",
             )?,
         );
+        let restore_buffered = register(
+            &registry,
+            IntGauge::new(
+                "modelmap_restore_buffered_bytes",
+                "Bytes held right now for restoring whole bodies (error bodies, model lists), within --restore-buffer-budget.",
+            )?,
+        );
+        let restore_over_budget = register(
+            &registry,
+            IntCounter::new(
+                "modelmap_restore_over_budget_total",
+                "Response bodies passed through unrestored (never truncated) because --restore-buffer-budget was spent.",
+            )?,
+        );
         let duration = register(
             &registry,
             HistogramVec::new(
@@ -189,6 +205,8 @@ impl Metrics {
             identity_lookups,
             identity_cache_entries,
             guard_rejections,
+            restore_buffered,
+            restore_over_budget,
             series: Series::default(),
         })
     }

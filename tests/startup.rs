@@ -52,7 +52,11 @@ fn assert_refused(args: &[&str], code: i32, says: &str) {
     assert_eq!(out.status.code(), Some(code), "exit status with {args:?}");
     let errors = error_lines(&out);
     assert_eq!(errors.len(), 1, "one clear line, got {errors:#?}");
-    assert!(errors[0].contains(says), "{:?} should say {says:?}", errors[0]);
+    assert!(
+        errors[0].contains(says),
+        "{:?} should say {says:?}",
+        errors[0]
+    );
 }
 
 #[test]
@@ -85,5 +89,9 @@ fn listen_and_admin_on_one_port_are_refused_as_configuration() {
     let addr = format!("127.0.0.1:{port}");
     assert_refused(&["--listen", &addr, "--admin", &addr], 64, "its own port");
     let wildcard = format!("0.0.0.0:{port}");
-    assert_refused(&["--listen", &wildcard, "--admin", &addr], 64, "its own port");
+    assert_refused(
+        &["--listen", &wildcard, "--admin", &addr],
+        64,
+        "its own port",
+    );
 }
