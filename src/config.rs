@@ -223,14 +223,47 @@ impl Upstream {
         let rest = url
             .strip_prefix("http://")
             .ok_or_else(|| ConfigError::Scheme(url.to_string()))?;
-        let authority = rest.split('/').next().unwrap_or_default();
-        let with_port = if authority
+        let invalid = |reason: String| ConfigError::Invalid {
+            flag: "upstream",
+            value: url.to_string(),
+            reason,
+        };
+        let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        if !path.is_empty() && path != "/" {
+            return Err(invalid(format!(
+                "a path ({path}) is not supported: modelmap forwards each request's own path \
+                 unchanged, so give the gateway as http://host:port (a client's /v1/... \
+                 arrives as /v1/...)"
+            )));
+        }
+        if authority.contains('@') {
+            return Err(invalid(
+                "user information (user@) is not supported: callers' own credentials are \
+                 forwarded as they are; give the gateway as http://host:port"
+                    .into(),
+            ));
+        }
+        // The port is what follows the last ':' outside an IPv6 literal's brackets.
+        let port = authority
             .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
+            .filter(|(_, p)| !p.contains(']'))
+            .map(|(_, p)| p);
+        let host = port.map_or(authority, |p| &authority[..authority.len() - p.len() - 1]);
+        if host.is_empty() {
+            return Err(invalid(
+                "no host: give the gateway as http://host:port".into(),
+            ));
+        }
+        let with_port = match port {
+            None => format!("{authority}:80"),
+            Some(p) => match p.parse::<u16>() {
+                Ok(0) | Err(_) => {
+                    return Err(invalid(format!(
+                        "invalid port {p:?} (a port is a number from 1 to 65535)"
+                    )));
+                }
+                Ok(_) => authority.to_string(),
+            },
         };
         let resolve_err = |reason: String| ConfigError::Resolve {
             url: url.to_string(),
@@ -465,6 +498,38 @@ mod tests {
     fn bad_upstreams_are_explained() {
         let e = Upstream::parse("https://gw:4000").expect_err("tls upstream");
         assert!(e.to_string().contains("only http://"), "{e}");
+        for (url, says) in [
+            ("http://127.0.0.1:99999", "invalid port \"99999\""),
+            ("http://127.0.0.1:0", "invalid port \"0\""),
+            ("http://127.0.0.1:", "invalid port \"\""),
+            ("http://127.0.0.1:40x0", "invalid port"),
+            (
+                "http://user@127.0.0.1:4000",
+                "user information (user@) is not supported",
+            ),
+            (
+                "http://user:pw@127.0.0.1:4000",
+                "user information (user@) is not supported",
+            ),
+            ("http://127.0.0.1:4000/v1", "a path (/v1) is not supported"),
+            (
+                "http://127.0.0.1:4000?x=1",
+                "a path (?x=1) is not supported",
+            ),
+            ("http://:4000", "no host"),
+        ] {
+            let e = Upstream::parse(url).expect_err(url).to_string();
+            assert!(e.contains(says), "{url}: {e}");
+            assert!(!e.contains("cannot resolve"), "{url}: {e}");
+        }
+        for url in [
+            "http://127.0.0.1:4000",
+            "http://127.0.0.1:4000/",
+            "http://localhost",
+            "http://[::1]:4000",
+        ] {
+            assert!(Upstream::parse(url).is_ok(), "{url}");
+        }
         let e = Upstream::parse("http://no-such-host.invalid:4000").expect_err("unresolvable");
         assert!(e.to_string().contains("cannot resolve"), "{e}");
     }
