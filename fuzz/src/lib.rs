@@ -159,10 +159,10 @@ pub fn check_json_oracle(input: &[u8], output: &[u8]) {
                                 }
                             }
                             Value::Object(o) => {
-                                if let Some(Value::String(s)) = o.get_mut("model") {
-                                    if let Some(t) = map_name(s) {
-                                        *s = t.to_string();
-                                    }
+                                if let Some(Value::String(s)) = o.get_mut("model")
+                                    && let Some(t) = map_name(s)
+                                {
+                                    *s = t.to_string();
                                 }
                             }
                             _ => {}
