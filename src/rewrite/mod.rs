@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod form;
+pub mod budget;
 pub mod json;
 pub mod multipart;
 pub mod names;
