@@ -29,6 +29,8 @@ pub struct Metrics {
     pub identity_lookups: IntCounterVec,
     pub identity_cache_entries: IntGauge,
     pub guard_rejections: IntCounter,
+    /// Discovery of team models from the gateway (`discover`).
+    pub discovery: crate::discover::metrics::DiscoveryMetrics,
     /// The per-request series, each looked up once: `with_label_values` hashes its
     /// labels and takes a lock on every call.
     series: Series,
@@ -175,6 +177,7 @@ impl Metrics {
             )?,
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let discovery = crate::discover::metrics::DiscoveryMetrics::new(&registry)?;
         Ok(Metrics {
             registry,
             requests,
@@ -189,6 +192,7 @@ impl Metrics {
             identity_lookups,
             identity_cache_entries,
             guard_rejections,
+            discovery,
             series: Series::default(),
         })
     }

@@ -19,8 +19,8 @@ mod pattern;
 use std::collections::HashMap;
 use std::path::Path;
 
-pub use draft::{Draft, DraftTeam, Entry};
 pub(crate) use draft::name_problem;
+pub use draft::{Draft, DraftTeam, Entry};
 pub use file::{Issue, MappingError};
 use pattern::Pattern;
 
