@@ -415,3 +415,49 @@ fn a_slow_database_fails_the_round_without_slowing_requests() {
         s.metric("modelmap_discovery_up", &[("source", "database")]) == 1.0
     });
 }
+
+#[test]
+fn team_and_router_aliases_in_the_database_resolve_to_internal_names() {
+    let s = start(FILE_ONLY, &[]);
+    let (_, gpt) = s.pg.add_team_model(&s.db, "team-abc", "gpt-4.1", "now()");
+    let (_, mini) =
+        s.pg.add_team_model(&s.db, "team-abc", "gpt-4.1-mini", "now()");
+    // Where LiteLLM keeps them: the team's router_settings.model_group_alias, the team's
+    // model_aliases (LiteLLM_ModelTable, through team.model_id), and the router's
+    // model_group_alias in the config table.
+    s.pg.psql(
+        &s.db,
+        r#"WITH m AS (INSERT INTO "LiteLLM_ModelTable" (aliases, created_by, updated_by)
+                      VALUES ('{"legacy": "gpt-4.1-mini"}', 'admin', 'admin') RETURNING id)
+           INSERT INTO "LiteLLM_TeamTable" (team_id, model_id, router_settings, updated_at)
+           SELECT 'team-abc', id,
+                  '{"model_group_alias": {"fast": "gpt-4.1", "quiet": {"model": "gpt-4.1-mini", "hidden": true}}}',
+                  now() FROM m;
+           INSERT INTO "LiteLLM_Config" (param_name, param_value)
+           VALUES ('router_settings', '{"model_group_alias": {"AgentX-LLM": "gpt-4.1"}}')"#,
+    );
+    eventually(Duration::from_secs(5), "team aliases mapped", || {
+        s.sent("team-abc", "fast") == gpt
+    });
+    assert_eq!(
+        s.sent("team-abc", "quiet"),
+        mini,
+        "the {{model, hidden}} form"
+    );
+    assert_eq!(s.sent("team-abc", "legacy"), mini, "model_aliases");
+    assert_eq!(
+        s.sent("team-abc", "AgentX-LLM"),
+        gpt,
+        "router alias, then the team's model"
+    );
+    assert_eq!(
+        s.sent("team-other", "AgentX-LLM"),
+        "gpt-4.1",
+        "router alias for everyone"
+    );
+    assert_eq!(
+        s.sent("team-other", "fast"),
+        "fast",
+        "a team's alias is only the team's"
+    );
+}

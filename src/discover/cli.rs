@@ -22,7 +22,7 @@ fn fetch(g: &GatewaySources) -> Result<(Vec<(Source, Found)>, String), String> {
             .map_err(|e| format!("cannot start a runtime: {e}"))?;
         let f = runtime
             .block_on(db.discover(g.timeout))
-            .map_err(|e| format!("{} ({}): {e}", Source::Database, db.label))?;
+            .map_err(|e| format!("{e} (at {})", db.label))?;
         origins.push(format!("database {}", db.label));
         found.push((Source::Database, f));
     }
