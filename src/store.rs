@@ -298,3 +298,88 @@ impl Store {
         self.metrics.reloads.with_label_values(&[result]).inc();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discover::TeamModel;
+
+    fn found(team: &str, public: &str, internal: &str) -> Found {
+        Found {
+            models: vec![TeamModel {
+                team: team.into(),
+                public: public.into(),
+                internal: internal.into(),
+                id: None,
+                created_ms: Some(0),
+                source: Source::Database,
+            }],
+            ..Found::default()
+        }
+    }
+
+    fn target(store: &Store, team: &str, name: &str) -> Option<String> {
+        store
+            .snapshot()
+            .resolve(Some(team), name)
+            .map(|r| r.target.to_string())
+    }
+
+    #[test]
+    fn a_round_that_breaks_validation_is_dropped_and_the_last_good_one_stays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mapping.yaml");
+        std::fs::write(
+            &path,
+            "version: 1\nteams:\n  team-b:\n    models:\n      x: model_name_team-a_1\n",
+        )
+        .expect("write");
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let store = Store::new(path, metrics).with_discovery(vec![Source::Database]);
+        assert!(matches!(store.reload(false), Reload::Applied));
+        let good = found("team-a", "gpt", "model_name_team-a_2");
+        assert!(matches!(
+            store.apply_discovered(Source::Database, good.clone()),
+            Reload::Applied
+        ));
+        assert!(matches!(
+            store.apply_discovered(Source::Database, good),
+            Reload::Unchanged
+        ));
+
+        // The gateway now says team-a owns the name the file gives team-b.
+        let clash = found("team-a", "gpt", "model_name_team-a_1");
+        let Reload::Failed(e) = store.apply_discovered(Source::Database, clash) else {
+            panic!("two teams owning one internal name must not validate");
+        };
+        assert!(e.to_string().contains("is a target of both"), "{e}");
+        assert_eq!(
+            target(&store, "team-a", "gpt").as_deref(),
+            Some("model_name_team-a_2"),
+            "the last good round stays"
+        );
+        let (ready, text) = store.readiness();
+        assert!(ready, "{text}");
+        assert!(
+            text.contains("discovery database: failing, serving its last good rules"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn without_a_file_the_store_is_ready_only_after_a_good_round() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let store = Store::new(dir.path().join("absent.yaml"), metrics)
+            .with_discovery(vec![Source::Config]);
+        assert!(matches!(store.reload(false), Reload::Applied));
+        assert!(matches!(store.reload(false), Reload::Unchanged));
+        assert!(!store.ready(), "an absent file is no source");
+        store.apply_discovered(Source::Config, found("t", "gpt", "model_name_t_1"));
+        assert!(store.ready());
+        assert_eq!(
+            target(&store, "t", "gpt").as_deref(),
+            Some("model_name_t_1")
+        );
+    }
+}

@@ -10,6 +10,9 @@
 //!   `model_id`, `"LiteLLM_ModelTable".aliases` (the team's `model_aliases`, where legacy
 //!   team models keep `{public: internal}`).
 //!
+//! Rows are ordered, so an unchanged database gives an equal answer and the round stops
+//! at the comparison (`unchanged`) instead of re-merging.
+//!
 //! The whole round has one deadline: a slow database fails the round instead of
 //! holding it. Any error (connect, auth, permission, missing table or column) fails
 //! the whole round, so the last good rules stay. A row that is not a usable team model
@@ -29,14 +32,16 @@ const MODELS: &str = r#"
     SELECT model_id, model_name, model_info::text,
            (extract(epoch FROM created_at) * 1000)::int8
     FROM "LiteLLM_ProxyModelTable"
-    WHERE model_info::text LIKE '%team_id%'"#;
+    WHERE model_info::text LIKE '%team_id%'
+    ORDER BY model_id"#;
 const ROUTER_SETTINGS: &str =
     r#"SELECT param_value::text FROM "LiteLLM_Config" WHERE param_name = 'router_settings'"#;
 const TEAM_ALIASES: &str = r#"
     SELECT t.team_id, t.router_settings::text, m.aliases::text
     FROM "LiteLLM_TeamTable" t
     LEFT JOIN "LiteLLM_ModelTable" m ON m.id = t.model_id
-    WHERE t.router_settings::text LIKE '%model_group_alias%' OR m.aliases IS NOT NULL"#;
+    WHERE t.router_settings::text LIKE '%model_group_alias%' OR m.aliases IS NOT NULL
+    ORDER BY t.team_id"#;
 
 /// A validated `--discover-database` URL.
 #[derive(Clone)]

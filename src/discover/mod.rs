@@ -197,6 +197,4 @@ pub enum DiscoverError {
     Database(String),
     #[error("database: no answer within {0:?}")]
     Timeout(std::time::Duration),
-    #[error("discovered rules not applied: {0}")]
-    Merge(#[from] crate::mapping::MappingError),
 }
