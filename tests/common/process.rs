@@ -35,7 +35,8 @@ impl ProxyProcess {
             .spawn()
             .expect("spawn modelmap");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
+        // Both listeners: the admin server may come up after the proxy's.
+        while TcpStream::connect(addr).is_err() || TcpStream::connect(admin).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "modelmap did not start listening"
