@@ -461,3 +461,39 @@ fn team_and_router_aliases_in_the_database_resolve_to_internal_names() {
         "a team's alias is only the team's"
     );
 }
+
+#[test]
+fn tls_as_the_url_says_and_litellms_prisma_options() {
+    let pg = Postgres::shared();
+    let db = pg.database();
+    pg.add_team_model(&db, "team-abc", "gpt-4.1", "now()");
+    let base = format!("postgresql://postgres@127.0.0.1:{}/{db}", pg.port);
+    let localhost = format!("postgresql://postgres@localhost:{}/{db}", pg.port);
+    let ca = pg.certificate();
+    let works = |url: String| {
+        let (code, yaml, err) = cli(&["discover", "--database-url", &url]);
+        assert_eq!(code, 0, "{url}: {err}");
+        assert!(yaml.contains("team-abc:"), "{yaml}");
+    };
+    let fails = |url: String, why: &str| {
+        let (code, _, err) = cli(&["discover", "--database-url", &url]);
+        assert_eq!(code, 64, "{url} must fail");
+        assert!(err.contains(why), "{url}: {err}");
+    };
+    works(format!("{base}?sslmode=require"));
+    works(format!("{base}?sslmode=verify-full&sslrootcert={ca}"));
+    works(format!("{localhost}?sslmode=verify-ca&sslrootcert={ca}"));
+    // The URL LiteLLM's Prisma client takes, as it is in the gateway's Secret.
+    works(format!(
+        "{base}?schema=public&connection_limit=5&pool_timeout=10&sslmode=require&sslcert={ca}"
+    ));
+    fails(
+        format!("{base}?sslmode=verify-full"),
+        "certificate verify failed",
+    );
+    fails(
+        format!("{localhost}?sslmode=verify-full&sslrootcert={ca}"),
+        "certificate verify failed",
+    );
+    fails(format!("{base}?schema=no_such_schema"), "does not exist");
+}

@@ -152,10 +152,10 @@ fn a_database_that_stops_keeps_the_last_good_mapping_and_one_that_is_down_at_sta
 
 #[test]
 fn no_mapping_file_and_no_database_is_not_ready_until_a_round_succeeds() {
-    let pg = Postgres::start();
-    let db = pg.database();
-    pg.add_team_model(&db, "team-abc", "gpt-4.1", "now()");
-    pg.halt();
+    // The shared server stays up (other tests use it): the database this modelmap asks
+    // for does not exist yet, which fails its rounds just as an unreachable one does.
+    let pg = Postgres::shared();
+    let db = format!("{}_later", pg.database());
     let gw = FakeGateway::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("mapping.yaml");
@@ -169,19 +169,35 @@ fn no_mapping_file_and_no_database_is_not_ready_until_a_round_succeeds() {
             &url,
             "--discover-interval",
             "300ms",
-            "--discover-timeout",
-            "500ms",
+            "--trusted-team-header",
+            "x-team",
         ],
     );
+    eventually(Duration::from_secs(5), "a failed round", || {
+        scrape(
+            &proxy.metrics(),
+            "modelmap_discovery_rounds_total",
+            &[("source", "database"), ("result", "failure")],
+        ) >= 1.0
+    });
     let (status, text) = readyz(&proxy);
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("absent (discovered rules only)"), "{text}");
-    pg.resume();
+    assert!(
+        text.contains(&format!("database \"{db}\" does not exist")),
+        "{text}"
+    );
+    pg.psql(
+        "postgres",
+        &format!("CREATE DATABASE {db} TEMPLATE template_litellm"),
+    );
+    let (_, internal) = pg.add_team_model(&db, "team-abc", "gpt-4.1", "now()");
     eventually(
         Duration::from_secs(10),
         "ready after the first good round",
         || readyz(&proxy).0 == 200,
     );
+    assert_eq!(sent(&gw, &proxy, "team-abc", "gpt-4.1"), internal);
 }
 
 #[test]

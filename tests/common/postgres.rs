@@ -1,6 +1,7 @@
 //! A real Postgres for discovery tests: Debian's `postgresql` binaries, a private data
 //! directory, 127.0.0.1 on a free port, LiteLLM's own schema (the SQL migrations of
 //! the `litellm-proxy-extras` package in the e2e venv, applied in order with psql).
+//! The server offers TLS with a self-signed certificate for 127.0.0.1 ([`Postgres::certificate`]).
 //! Stopped on drop. Missing binaries or migrations fail the test loudly: they are
 //! installed by scripts/install-deps.sh and tests/e2e/setup_venv.sh.
 //!
@@ -143,16 +144,21 @@ impl Postgres {
                 .expect("initdb"),
             "initdb",
         );
+        let initdb = started.elapsed();
+        pg.make_certificate();
         pg.resume();
+        let up = started.elapsed();
         pg.psql("postgres", "CREATE DATABASE template_litellm");
         let mut all = String::new();
-        for m in migrations() {
+        let files = migrations();
+        let found = started.elapsed();
+        for m in files {
             all.push_str(&std::fs::read_to_string(&m).expect("read migration"));
             all.push_str("\n;\n");
         }
         pg.psql("template_litellm", &all);
         eprintln!(
-            "postgres: {} on 127.0.0.1:{} with LiteLLM's schema in {:?}",
+            "postgres: {} on 127.0.0.1:{} with LiteLLM's schema in {:?} (initdb {initdb:?}, up {up:?}, migrations found {found:?})",
             pg.bin.display(),
             pg.port,
             started.elapsed()
@@ -178,10 +184,55 @@ impl Postgres {
         cmd
     }
 
+    /// The server's self-signed certificate (for 127.0.0.1): also its own CA.
+    pub fn certificate(&self) -> String {
+        self.dir
+            .path()
+            .join("data/server.crt")
+            .display()
+            .to_string()
+    }
+
+    /// A self-signed certificate for IP 127.0.0.1, so the server offers TLS (plain
+    /// connections still work).
+    fn make_certificate(&self) {
+        let data = self.dir.path().join("data");
+        let (crt, key) = (data.join("server.crt"), data.join("server.key"));
+        check(
+            Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&crt)
+                .stderr(Stdio::null())
+                .output()
+                .expect("openssl req"),
+            "openssl req",
+        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+        if self.user.is_some() {
+            let owner = std::fs::metadata(&data).expect("data dir");
+            use std::os::unix::fs::MetadataExt;
+            for f in [&crt, &key] {
+                std::os::unix::fs::chown(f, Some(owner.uid()), Some(owner.gid())).expect("chown");
+            }
+        }
+    }
+
     /// Starts (or restarts) the server on its port.
     pub fn resume(&self) {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c ssl=on",
             self.port,
             self.dir.path().display()
         );
