@@ -48,30 +48,51 @@ fn bin_dir() -> PathBuf {
     })
 }
 
-/// LiteLLM's migrations, oldest first.
-fn migrations() -> Vec<PathBuf> {
-    let venv = std::env::var("MODELMAP_E2E_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/setup_venv.sh");
-            let out = Command::new(&setup)
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("run tests/e2e/setup_venv.sh");
-            assert!(out.status.success(), "tests/e2e/setup_venv.sh failed");
-            let text = String::from_utf8_lossy(&out.stdout);
-            PathBuf::from(text.lines().last().expect("venv path").trim())
-        });
-    let lib = venv.join("lib");
-    let site = std::fs::read_dir(&lib)
-        .expect("venv lib dir")
+/// The e2e venv: `MODELMAP_E2E_VENV`, else the default path if LiteLLM's migrations
+/// are there, else whatever tests/e2e/setup_venv.sh creates. Several worktrees share
+/// the default venv: calling the script only when needed keeps one run from
+/// re-installing it under another.
+fn venv() -> PathBuf {
+    if let Ok(v) = std::env::var("MODELMAP_E2E_VENV") {
+        return PathBuf::from(v);
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let default = Path::new(&home).join(".cache/modelmap/e2e-venv");
+        if migrations_in(&default).is_some() {
+            return default;
+        }
+    }
+    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/setup_venv.sh");
+    let out = Command::new(&setup)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run tests/e2e/setup_venv.sh");
+    assert!(out.status.success(), "tests/e2e/setup_venv.sh failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(text.lines().last().expect("venv path").trim())
+}
+
+/// `litellm_proxy_extras/migrations` inside a venv, if there.
+fn migrations_in(venv: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(venv.join("lib"))
+        .ok()?
         .filter_map(|e| e.ok())
         .map(|e| {
             e.path()
                 .join("site-packages/litellm_proxy_extras/migrations")
         })
         .find(|p| p.is_dir())
-        .unwrap_or_else(|| panic!("no litellm_proxy_extras/migrations under {}", lib.display()));
+}
+
+/// LiteLLM's migrations, oldest first.
+fn migrations() -> Vec<PathBuf> {
+    let venv = venv();
+    let site = migrations_in(&venv).unwrap_or_else(|| {
+        panic!(
+            "no litellm_proxy_extras/migrations in {} (tests/e2e/setup_venv.sh installs it)",
+            venv.display()
+        )
+    });
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&site)
         .expect("migrations dir")
         .filter_map(|e| e.ok().map(|e| e.path().join("migration.sql")))
