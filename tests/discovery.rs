@@ -143,6 +143,22 @@ fn the_file_overrides_discovered_entries_and_check_flags_stale_and_missing() {
     assert!(out.contains("2 stale, 2 missing"), "{out}");
     assert!(!out.contains(&db_gpt) || out.contains("missing"), "{out}");
 
+    let (code, out, err) = cli(&[
+        "explain",
+        "--mapping",
+        file.to_str().expect("path"),
+        "--database-url",
+        &url,
+        "--team",
+        "team-new",
+        "gpt-4.1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("result: \"{other}\"")),
+        "explain merges the gateway's models: {out}"
+    );
+
     let (code, yaml, err) = cli(&["discover", "--database-url", &url]);
     assert_eq!(code, 0, "{err}");
     eprintln!("{yaml}");
