@@ -217,7 +217,7 @@ fn garbage_rows_are_skipped_and_a_wrong_schema_keeps_the_last_good_mapping() {
     s.pg.psql(
         &s.db,
         r#"INSERT INTO "LiteLLM_ProxyModelTable" (model_id, model_name, litellm_params, model_info, created_by, updated_by) VALUES
-           ('g1', 'model_name_team-abc_g1', '{}', '{"team_id": "team-abc"}', 'x', 'x'),
+           ('g1', 'model_name_team-abc_g1', '{}', '{"team_id": "team-abc", "team_public_model_name": ["x"]}', 'x', 'x'),
            ('g2', 'model_name_team-abc_g2', '{}', '"{\"team_id\": 5}"', 'x', 'x'),
            ('g3', 'model_name_team-abc_g3', '{}', '{"team_id": "team-abc", "team_public_model_name": "a,b"}', 'x', 'x'),
            ('g4', 'shared-model', '{}', '{"id": "g4"}', 'x', 'x')"#,

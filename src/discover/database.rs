@@ -205,8 +205,12 @@ fn team_model(
         Some(Value::String(t)) => t,
         Some(_) => return Err("model_info.team_id is not a string".into()),
     };
-    let Some(public) = info.get("team_public_model_name").and_then(Value::as_str) else {
-        return Err("model_info.team_id without a team_public_model_name".into());
+    let public = match info.get("team_public_model_name") {
+        Some(Value::String(p)) => p,
+        // A legacy team model (created before LiteLLM stored the public name): its public
+        // name lives in the team's model_aliases, which are read as team aliases.
+        None | Some(Value::Null) => return Ok(None),
+        Some(_) => return Err("model_info.team_public_model_name is not a string".into()),
     };
     TeamModel::checked(
         team,
@@ -261,7 +265,20 @@ mod tests {
             Ok(None)
         );
         assert!(team_model("m3", "x", Some("[1]"), None).is_err());
-        assert!(team_model("m4", "x", Some(r#"{"team_id": "t"}"#), None).is_err());
+        assert_eq!(
+            team_model("m4", "x", Some(r#"{"team_id": "t"}"#), None),
+            Ok(None),
+            "a legacy team model is mapped through its team's model_aliases"
+        );
+        assert!(
+            team_model(
+                "m4",
+                "x",
+                Some(r#"{"team_id": "t", "team_public_model_name": 3}"#),
+                None
+            )
+            .is_err()
+        );
         let e = team_model(
             "m5",
             "model_name_t_u",
