@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing modelmap needs on a fresh Debian machine with a
-# Rust toolchain: cmake (pingora's zlib-ng build needs it) and postgresql (the
-# discovery tests start a private Postgres server; tests/common/postgres.rs). Python
+# Rust toolchain: cmake (pingora's zlib-ng build needs it), libssl-dev and pkg-config
+# (TLS to Postgres for discovery), and postgresql and openssl (the discovery tests
+# start a private Postgres server with a self-signed certificate;
+# tests/common/postgres.rs). Python
 # packages for the end-to-end suite are installed by tests/e2e/setup_venv.sh into a
 # cached venv.
 set -euo pipefail
@@ -10,6 +12,10 @@ missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# TLS to Postgres for discovery (the openssl crate links the system's libssl).
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+[[ -e /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if ((${#missing[@]})); then
     sudo=""

@@ -1,6 +1,6 @@
 //! The admin server: `/metrics` (Prometheus text), `/healthz` (the process answers) and
-//! `/readyz` (a mapping has been applied; the body says which sources work). It runs on its own port so scrapes and probes
-//! never queue behind proxied traffic.
+//! `/readyz` (a mapping has been applied; the body says which sources work). It runs on
+//! its own port so scrapes and probes never queue behind proxied traffic.
 
 use std::sync::Arc;
 

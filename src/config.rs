@@ -75,6 +75,9 @@ pub struct ExplainArgs {
     /// Longest wait for the gateway's answer (with `--ask-gateway`).
     #[arg(long, env = "MODELMAP_IDENTITY_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub identity_timeout: Duration,
+    /// Merge in the team models the gateway has, as `serve --discover-*` does.
+    #[command(flatten)]
+    pub gateway: GatewaySources,
     /// The requested model name (a comma-separated list is resolved name by name).
     pub model: String,
 }

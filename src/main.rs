@@ -7,7 +7,6 @@ use modelmap::config::{Cli, Command, ExplainArgs, ServeArgs, Settings, Upstream}
 use modelmap::discover;
 use modelmap::explain::{self, Who};
 use modelmap::identity::{Answer, Gateway, KeyHash, LookupError};
-use modelmap::mapping::Mapping;
 use modelmap::server::{self, Drain};
 use pingora::server::RunArgs;
 
@@ -54,7 +53,7 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Explain(args)) => {
-            let mapping = match Mapping::load(&args.mapping) {
+            let mapping = match discover::cli::mapping(&args.mapping, &args.gateway) {
                 Ok(m) => m,
                 Err(e) => {
                     eprintln!("{}", e.report());

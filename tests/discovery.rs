@@ -1,95 +1,19 @@
 //! Discovery against a real Postgres with LiteLLM's own schema (see
 //! tests/common/postgres.rs): rows written the way LiteLLM's `/model/new` writes team
 //! models reach the proxy's mapping while it runs, and every kind of database trouble
-//! leaves the last good mapping in place. The database stopping mid-run is in
-//! tests/discovery_outage.rs (it stops the server, so it runs on its own).
+//! leaves the last good mapping in place. All tests here share one Postgres server
+//! (a database each); the database stopping mid-run is in tests/discovery_outage.rs,
+//! which stops its server.
 
 mod common;
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::discovery::{FILE_ONLY, INTERVAL, Setup, cli, readyz, sent, start};
 use common::postgres::{Postgres, eventually};
-use common::{FakeGateway, Proxy};
-
-const INTERVAL: Duration = Duration::from_millis(300);
-const FILE_ONLY: &str = "version: 1\n";
-
-struct Setup {
-    pg: Arc<Postgres>,
-    db: String,
-    gw: FakeGateway,
-    proxy: Proxy,
-}
-
-fn start(mapping: &str, extra: &[&str]) -> Setup {
-    let pg = Postgres::shared();
-    let db = pg.database();
-    let gw = FakeGateway::start();
-    let url = pg.url(&db);
-    let mut args = vec![
-        "--discover-database",
-        &url,
-        "--discover-interval",
-        "300ms",
-        "--trusted-team-header",
-        "x-team",
-    ];
-    args.extend_from_slice(extra);
-    let proxy = Proxy::start(&gw.url(), mapping, &args);
-    Setup { pg, db, gw, proxy }
-}
-
-impl Setup {
-    /// The model name the gateway received for `model` requested by `team`.
-    fn sent(&self, team: &str, model: &str) -> String {
-        let body = format!(r#"{{"model":"{model}"}}"#);
-        let resp =
-            self.proxy
-                .client()
-                .post("/v1/chat/completions", &[("x-team", team)], body.as_bytes());
-        assert_eq!(resp.status, 200, "request through modelmap");
-        self.gw.last().json()["model"]
-            .as_str()
-            .expect("model")
-            .to_string()
-    }
-
-    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        metric(&self.proxy.metrics(), name, labels)
-    }
-}
-
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("metrics parse");
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
-}
-
-/// The real binary's `discover`/`check`: (exit code, stdout, stderr).
-fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_modelmap"))
-        .args(args)
-        .env_remove("MODELMAP_DISCOVER_DATABASE_URL")
-        .output()
-        .expect("run modelmap");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::process::ProxyProcess;
+use common::{Client, FakeGateway, Framing, Proxy};
 
 #[test]
 fn models_added_deleted_and_readded_while_running_are_followed() {
@@ -108,8 +32,10 @@ fn models_added_deleted_and_readded_while_running_are_followed() {
         s.sent("team-abc", "gpt-4.1") == internal
     });
     eprintln!("added -> mapped in {took:?} (interval {INTERVAL:?})");
+    // At worst the row lands just after a round read the table: one interval until the
+    // next round, plus that round itself (tens of ms; more on a loaded machine).
     assert!(
-        took <= INTERVAL * 2,
+        took <= INTERVAL + Duration::from_millis(500),
         "mapped within one interval (plus one round): {took:?}"
     );
     assert_eq!(
@@ -152,9 +78,11 @@ fn the_file_overrides_discovered_entries_and_check_flags_stale_and_missing() {
     let (_, mini) =
         s.pg.add_team_model(&s.db, "team-abc", "gpt-4.1-mini", "now()");
     let (_, other) = s.pg.add_team_model(&s.db, "team-new", "gpt-4.1", "now()");
+    // Each insert commits on its own: wait for the last one.
     eventually(Duration::from_secs(5), "discovered models applied", || {
-        s.sent("team-abc", "gpt-4.1-mini") == mini
+        s.sent("team-new", "gpt-4.1") == other
     });
+    assert_eq!(s.sent("team-abc", "gpt-4.1-mini"), mini);
     assert_eq!(
         s.sent("team-abc", "gpt-4.1"),
         "model_name_team-abc_from-the-file",
@@ -215,6 +143,22 @@ fn the_file_overrides_discovered_entries_and_check_flags_stale_and_missing() {
     assert!(out.contains("2 stale, 2 missing"), "{out}");
     assert!(!out.contains(&db_gpt) || out.contains("missing"), "{out}");
 
+    let (code, out, err) = cli(&[
+        "explain",
+        "--mapping",
+        file.to_str().expect("path"),
+        "--database-url",
+        &url,
+        "--team",
+        "team-new",
+        "gpt-4.1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("result: \"{other}\"")),
+        "explain merges the gateway's models: {out}"
+    );
+
     let (code, yaml, err) = cli(&["discover", "--database-url", &url]);
     assert_eq!(code, 0, "{err}");
     eprintln!("{yaml}");
@@ -273,7 +217,7 @@ fn garbage_rows_are_skipped_and_a_wrong_schema_keeps_the_last_good_mapping() {
     s.pg.psql(
         &s.db,
         r#"INSERT INTO "LiteLLM_ProxyModelTable" (model_id, model_name, litellm_params, model_info, created_by, updated_by) VALUES
-           ('g1', 'model_name_team-abc_g1', '{}', '{"team_id": "team-abc"}', 'x', 'x'),
+           ('g1', 'model_name_team-abc_g1', '{}', '{"team_id": "team-abc", "team_public_model_name": ["x"]}', 'x', 'x'),
            ('g2', 'model_name_team-abc_g2', '{}', '"{\"team_id\": 5}"', 'x', 'x'),
            ('g3', 'model_name_team-abc_g3', '{}', '{"team_id": "team-abc", "team_public_model_name": "a,b"}', 'x', 'x'),
            ('g4', 'shared-model', '{}', '{"id": "g4"}', 'x', 'x')"#,
@@ -436,9 +380,11 @@ fn team_and_router_aliases_in_the_database_resolve_to_internal_names() {
            INSERT INTO "LiteLLM_Config" (param_name, param_value)
            VALUES ('router_settings', '{"model_group_alias": {"AgentX-LLM": "gpt-4.1"}}')"#,
     );
-    eventually(Duration::from_secs(5), "team aliases mapped", || {
-        s.sent("team-abc", "fast") == gpt
-    });
+    eventually(
+        Duration::from_secs(5),
+        "team and router aliases mapped",
+        || s.sent("team-abc", "fast") == gpt && s.sent("team-abc", "AgentX-LLM") == gpt,
+    );
     assert_eq!(
         s.sent("team-abc", "quiet"),
         mini,
@@ -459,5 +405,223 @@ fn team_and_router_aliases_in_the_database_resolve_to_internal_names() {
         s.sent("team-other", "fast"),
         "fast",
         "a team's alias is only the team's"
+    );
+}
+
+#[test]
+fn tls_as_the_url_says_and_litellms_prisma_options() {
+    let pg = Postgres::shared();
+    let db = pg.database();
+    pg.add_team_model(&db, "team-abc", "gpt-4.1", "now()");
+    let base = format!("postgresql://postgres@127.0.0.1:{}/{db}", pg.port);
+    let localhost = format!("postgresql://postgres@localhost:{}/{db}", pg.port);
+    let ca = pg.certificate();
+    let works = |url: String| {
+        let (code, yaml, err) = cli(&["discover", "--database-url", &url]);
+        assert_eq!(code, 0, "{url}: {err}");
+        assert!(yaml.contains("team-abc:"), "{yaml}");
+    };
+    let fails = |url: String, why: &str| {
+        let (code, _, err) = cli(&["discover", "--database-url", &url]);
+        assert_eq!(code, 64, "{url} must fail");
+        assert!(err.contains(why), "{url}: {err}");
+    };
+    works(format!("{base}?sslmode=require"));
+    works(format!("{base}?sslmode=verify-full&sslrootcert={ca}"));
+    works(format!("{localhost}?sslmode=verify-ca&sslrootcert={ca}"));
+    // The URL LiteLLM's Prisma client takes, as it is in the gateway's Secret.
+    works(format!(
+        "{base}?schema=public&connection_limit=5&pool_timeout=10&sslmode=require&sslcert={ca}"
+    ));
+    fails(
+        format!("{base}?sslmode=verify-full"),
+        "certificate verify failed",
+    );
+    fails(
+        format!("{localhost}?sslmode=verify-full&sslrootcert={ca}"),
+        "certificate verify failed",
+    );
+    fails(format!("{base}?schema=no_such_schema"), "does not exist");
+}
+
+#[test]
+fn no_mapping_file_and_no_database_is_not_ready_until_a_round_succeeds() {
+    // The shared server stays up (other tests use it): the database this modelmap asks
+    // for does not exist yet, which fails its rounds just as an unreachable one does.
+    let pg = Postgres::shared();
+    let db = format!("{}_later", pg.database());
+    let gw = FakeGateway::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("mapping.yaml");
+    let url = pg.url(&db);
+    let proxy = Proxy::start_at(
+        &gw.url(),
+        dir,
+        missing,
+        &[
+            "--discover-database",
+            &url,
+            "--discover-interval",
+            "300ms",
+            "--trusted-team-header",
+            "x-team",
+        ],
+    );
+    eventually(Duration::from_secs(5), "a failed round", || {
+        common::discovery::metric(
+            &proxy.metrics(),
+            "modelmap_discovery_rounds_total",
+            &[("source", "database"), ("result", "failure")],
+        ) >= 1.0
+    });
+    let (status, text) = readyz(&proxy);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("absent (discovered rules only)"), "{text}");
+    assert!(
+        text.contains(&format!("database \"{db}\" does not exist")),
+        "{text}"
+    );
+    pg.psql(
+        "postgres",
+        &format!("CREATE DATABASE {db} TEMPLATE template_litellm"),
+    );
+    let (_, internal) = pg.add_team_model(&db, "team-abc", "gpt-4.1", "now()");
+    eventually(
+        Duration::from_secs(10),
+        "ready after the first good round",
+        || readyz(&proxy).0 == 200,
+    );
+    // The first good round may have run between CREATE DATABASE and the insert.
+    eventually(Duration::from_secs(5), "the model is mapped", || {
+        sent(&gw, &proxy, "team-abc", "gpt-4.1") == internal
+    });
+}
+
+#[test]
+fn ten_thousand_team_models() {
+    let pg = Postgres::shared();
+    let db = pg.database();
+    const N: usize = 10_000;
+    let started = Instant::now();
+    // Rows in LiteLLM's shape, 2,000 teams of 5 models each.
+    pg.psql(
+        &db,
+        &format!(
+            r#"INSERT INTO "LiteLLM_ProxyModelTable"
+                (model_id, model_name, litellm_params, model_info, created_by, updated_by)
+            SELECT id, 'model_name_team-' || (i % 2000) || '_' || gen_random_uuid(),
+                '{{"model": "gAAAAABencrypted", "api_key": "gAAAAABencrypted"}}'::jsonb,
+                jsonb_build_object('id', id, 'db_model', false, 'team_id', 'team-' || (i % 2000),
+                    'team_public_model_name', 'model-' || (i / 2000), 'member_auto_router', false),
+                'default_user_id', 'default_user_id'
+            FROM (SELECT i, gen_random_uuid()::text AS id FROM generate_series(0, {last}) i) s"#,
+            last = N - 1
+        ),
+    );
+    eprintln!("inserted {N} team models in {:?}", started.elapsed());
+
+    let gw = FakeGateway::start();
+    let empty_db = pg.database();
+    let url = pg.url(&empty_db);
+    let proc = ProxyProcess::start(
+        &gw.url(),
+        "version: 1\n",
+        &[
+            "--discover-database",
+            &url,
+            "--discover-interval",
+            "1s",
+            "--trusted-team-header",
+            "x-team",
+        ],
+    );
+    // ProxyProcess waits for the proxy port; the admin port opens a moment later.
+    let metrics = |p: &ProxyProcess| {
+        eventually(Duration::from_secs(10), "the admin port", || {
+            std::net::TcpStream::connect(p.admin).is_ok()
+        });
+        let mut c = Client::connect(p.admin);
+        String::from_utf8(c.request("GET", "/metrics", &[], b"", Framing::Length).body)
+            .expect("utf8")
+    };
+    eventually(Duration::from_secs(10), "first (empty) round", || {
+        common::discovery::metric(
+            &metrics(&proc),
+            "modelmap_discovery_up",
+            &[("source", "database")],
+        ) == 1.0
+    });
+    let rss_empty = proc.memory_kib("VmRSS");
+    drop(proc);
+
+    let url = pg.url(&db);
+    let proc = ProxyProcess::start(
+        &gw.url(),
+        "version: 1\n",
+        &[
+            "--discover-database",
+            &url,
+            "--discover-interval",
+            "1s",
+            "--trusted-team-header",
+            "x-team",
+        ],
+    );
+    eventually(Duration::from_secs(20), "10,000 models mapped", || {
+        common::discovery::metric(
+            &metrics(&proc),
+            "modelmap_mapping_source_rules",
+            &[("source", "database")],
+        ) == N as f64
+    });
+    let applied = common::discovery::metric(
+        &metrics(&proc),
+        "modelmap_discovery_round_seconds",
+        &[("source", "database")],
+    );
+    // Let a few more (unchanged) rounds run, then read the figures.
+    eventually(Duration::from_secs(10), "later rounds", || {
+        common::discovery::metric(
+            &metrics(&proc),
+            "modelmap_discovery_rounds_total",
+            &[("source", "database"), ("result", "unchanged")],
+        ) >= 2.0
+    });
+    let text = metrics(&proc);
+    let round = common::discovery::metric(
+        &text,
+        "modelmap_discovery_round_seconds",
+        &[("source", "database")],
+    );
+    let rss = proc.memory_kib("VmRSS");
+    let hwm = proc.memory_kib("VmHWM");
+    eprintln!(
+        "10,000 team models: applying round {:.1} ms, unchanged round {:.1} ms; RSS {} KiB with them vs {} KiB with none (+{} KiB), peak {} KiB",
+        applied * 1000.0,
+        round * 1000.0,
+        rss,
+        rss_empty,
+        rss.saturating_sub(rss_empty),
+        hwm
+    );
+    let mut c = Client::connect(proc.addr);
+    let resp = c.post(
+        "/v1/chat/completions",
+        &[("x-team", "team-1999")],
+        br#"{"model":"model-4"}"#,
+    );
+    assert_eq!(resp.status, 200);
+    let got = gw.last().json()["model"]
+        .as_str()
+        .expect("model")
+        .to_string();
+    assert!(got.starts_with("model_name_team-1999_"), "{got}");
+    assert!(
+        applied < 5.0 && round < 5.0,
+        "a round over 10,000 models takes {applied} s (applying), {round} s (unchanged)"
+    );
+    assert!(
+        rss.saturating_sub(rss_empty) < 64 * 1024,
+        "memory for 10,000 models: {rss} KiB"
     );
 }

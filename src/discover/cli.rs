@@ -1,5 +1,5 @@
-//! `modelmap discover` and `modelmap check --database-url/--config`: one discovery
-//! round, offline from the proxy, with the same reading and merging rules.
+//! `modelmap discover`, and `check`/`explain` with `--database-url`/`--config`: one
+//! discovery round, offline from the proxy, with the same reading and merging rules.
 
 use std::path::Path;
 
@@ -37,6 +37,25 @@ fn fetch(g: &GatewaySources) -> Result<(Vec<(Source, Found)>, String), String> {
         return Err("give --database-url URL and/or --config FILE".into());
     }
     Ok((found, origins.join(" and ")))
+}
+
+/// The mapping `explain` resolves with: the file, merged with the gateway's team models
+/// when a source is given (a missing file then counts as empty, as in `serve`).
+pub fn mapping(file: &Path, g: &GatewaySources) -> Result<Mapping, String> {
+    if g.database_url.is_none() && g.config.is_none() {
+        return Mapping::load(file).map_err(|e| e.to_string());
+    }
+    let draft = match std::fs::read_to_string(file) {
+        Ok(text) => {
+            Some(Mapping::draft(&text, &file.display().to_string()).map_err(|e| e.to_string())?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("{}: {e}", file.display())),
+    };
+    let (found, _) = fetch(g)?;
+    let refs: Vec<(Source, &Found)> = found.iter().map(|(s, f)| (*s, f)).collect();
+    let merged = merge(draft.as_ref(), &refs);
+    Mapping::from_draft(&merged.draft, "file merged with the gateway").map_err(|e| e.to_string())
 }
 
 /// The YAML `modelmap discover` prints.

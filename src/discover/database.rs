@@ -19,13 +19,13 @@
 //! is skipped and reported, so it cannot hide the other rows. The URL, which holds the
 //! password, is never logged: only its host and database name are.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio_postgres::config::SslMode;
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, NoTls, Socket};
 
+use super::url::{self, Target};
 use super::{DiscoverError, Found, Skipped, Source, TeamModel, alias_map};
 
 const MODELS: &str = r#"
@@ -46,7 +46,7 @@ const TEAM_ALIASES: &str = r#"
 /// A validated `--discover-database` URL.
 #[derive(Clone)]
 pub struct Database {
-    config: Config,
+    target: Target,
     /// `host/dbname`, for logs (no user, no password).
     pub label: String,
 }
@@ -57,21 +57,16 @@ impl std::fmt::Debug for Database {
     }
 }
 
+fn db(e: tokio_postgres::Error) -> DiscoverError {
+    DiscoverError::Database(describe(&e))
+}
+
 impl Database {
-    /// Parses a Postgres URL (`postgresql://user:pass@host:port/db?sslmode=…`).
-    /// `sslmode=require` is refused: this build has no TLS backend for Postgres, and
-    /// silently connecting in plain text would break the URL's promise.
+    /// Parses a Postgres URL (`postgresql://user:pass@host:port/db?sslmode=…`), LiteLLM's
+    /// Prisma-style options included (see `url`).
     pub fn parse(url: &str, connect_timeout: Duration) -> Result<Database, DiscoverError> {
-        let mut config = Config::from_str(url).map_err(|e| DiscoverError::Url(e.to_string()))?;
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(DiscoverError::Url(
-                "sslmode=require: this modelmap has no TLS support for Postgres; use \
-                 sslmode=disable (or prefer, which falls back to plain) on the pod's network"
-                    .into(),
-            ));
-        }
-        config.connect_timeout(connect_timeout);
-        config.application_name("modelmap-discovery");
+        let target = url::parse(url, connect_timeout)?;
+        let config = &target.config;
         let host = config
             .get_hosts()
             .first()
@@ -81,86 +76,104 @@ impl Database {
             })
             .unwrap_or_else(|| "localhost".into());
         let label = format!("{host}/{}", config.get_dbname().unwrap_or(""));
-        Ok(Database { config, label })
+        Ok(Database { target, label })
     }
 
     /// One discovery round, bounded by `deadline` as a whole.
     pub async fn discover(&self, deadline: Duration) -> Result<Found, DiscoverError> {
-        tokio::time::timeout(deadline, self.round())
-            .await
-            .map_err(|_| DiscoverError::Timeout(deadline))?
+        tokio::time::timeout(deadline, async {
+            match &self.target.tls {
+                None => self.round(NoTls).await,
+                Some(tls) => self.round(tls.clone()).await,
+            }
+        })
+        .await
+        .map_err(|_| DiscoverError::Timeout(deadline))?
     }
 
-    async fn round(&self) -> Result<Found, DiscoverError> {
-        let db = |e: tokio_postgres::Error| DiscoverError::Database(describe(&e));
-        let (mut client, connection) = self.config.connect(NoTls).await.map_err(db)?;
+    async fn round<T>(&self, tls: T) -> Result<Found, DiscoverError>
+    where
+        T: MakeTlsConnect<Socket>,
+        T::Stream: Send + 'static,
+        T::TlsConnect: Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        let (mut client, connection) = self.target.config.connect(tls).await.map_err(db)?;
         // The connection task ends when the client is dropped at the end of the round
         // (or when the deadline drops this future).
         let conn = tokio::spawn(async move {
             let _ = connection.await;
         });
-        let result = async {
-            let tx = client
-                .build_transaction()
-                .read_only(true)
-                .start()
-                .await
-                .map_err(db)?;
-            let models = tx.query(MODELS, &[]).await.map_err(db)?;
-            let settings = tx.query(ROUTER_SETTINGS, &[]).await.map_err(db)?;
-            let teams = tx.query(TEAM_ALIASES, &[]).await.map_err(db)?;
-            let mut found = Found::default();
-            for row in &models {
-                let id: String = row.try_get(0).map_err(db)?;
-                let internal: String = row.try_get(1).map_err(db)?;
-                let info: Option<String> = row.try_get(2).map_err(db)?;
-                let created: Option<i64> = row.try_get(3).map_err(db)?;
-                match team_model(&id, &internal, info.as_deref(), created) {
-                    Ok(Some(model)) => found.models.push(model),
-                    Ok(None) => {}
-                    Err(reason) => found.skipped.push(Skipped {
-                        at: format!("LiteLLM_ProxyModelTable model_id {id:?}"),
-                        reason,
-                    }),
-                }
-            }
-            for row in &settings {
-                let value = json(row.try_get::<_, Option<String>>(0).map_err(db)?.as_deref());
-                found.aliases = alias_map(
-                    value.get("model_group_alias"),
-                    "LiteLLM_Config router_settings.model_group_alias",
-                    &mut found.skipped,
-                );
-            }
-            for row in &teams {
-                let team: String = row.try_get(0).map_err(db)?;
-                let settings = json(row.try_get::<_, Option<String>>(1).map_err(db)?.as_deref());
-                let aliases = json(row.try_get::<_, Option<String>>(2).map_err(db)?.as_deref());
-                let at = format!("LiteLLM_TeamTable team {team:?}");
-                let mut map = alias_map(
-                    settings.get("model_group_alias"),
-                    &format!("{at} router_settings.model_group_alias"),
-                    &mut found.skipped,
-                );
-                // model_aliases first, so the team's router alias wins on a clash (it is
-                // the one the gateway applies last).
-                let mut merged = alias_map(
-                    Some(&aliases),
-                    &format!("{at} model_aliases"),
-                    &mut found.skipped,
-                );
-                merged.append(&mut map);
-                if !merged.is_empty() {
-                    found.team_aliases.insert(team, merged);
-                }
-            }
-            tx.commit().await.map_err(db)?;
-            Ok(found)
-        }
-        .await;
+        let result = self.read(&mut client).await;
         drop(client);
         let _ = conn.await;
         result
+    }
+
+    async fn read(&self, client: &mut Client) -> Result<Found, DiscoverError> {
+        let tx = client
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await
+            .map_err(db)?;
+        if let Some(schema) = &self.target.schema {
+            // Local to this transaction; quoted as an identifier, passed as a parameter.
+            let path = format!("\"{}\"", schema.replace('"', "\"\""));
+            tx.execute("SELECT set_config('search_path', $1, true)", &[&path])
+                .await
+                .map_err(db)?;
+        }
+        let models = tx.query(MODELS, &[]).await.map_err(db)?;
+        let settings = tx.query(ROUTER_SETTINGS, &[]).await.map_err(db)?;
+        let teams = tx.query(TEAM_ALIASES, &[]).await.map_err(db)?;
+        let mut found = Found::default();
+        for row in &models {
+            let id: String = row.try_get(0).map_err(db)?;
+            let internal: String = row.try_get(1).map_err(db)?;
+            let info: Option<String> = row.try_get(2).map_err(db)?;
+            let created: Option<i64> = row.try_get(3).map_err(db)?;
+            match team_model(&id, &internal, info.as_deref(), created) {
+                Ok(Some(model)) => found.models.push(model),
+                Ok(None) => {}
+                Err(reason) => found.skipped.push(Skipped {
+                    at: format!("LiteLLM_ProxyModelTable model_id {id:?}"),
+                    reason,
+                }),
+            }
+        }
+        for row in &settings {
+            let value = json(row.try_get::<_, Option<String>>(0).map_err(db)?.as_deref());
+            found.aliases = alias_map(
+                value.get("model_group_alias"),
+                "LiteLLM_Config router_settings.model_group_alias",
+                &mut found.skipped,
+            );
+        }
+        for row in &teams {
+            let team: String = row.try_get(0).map_err(db)?;
+            let settings = json(row.try_get::<_, Option<String>>(1).map_err(db)?.as_deref());
+            let aliases = json(row.try_get::<_, Option<String>>(2).map_err(db)?.as_deref());
+            let at = format!("LiteLLM_TeamTable team {team:?}");
+            let mut map = alias_map(
+                settings.get("model_group_alias"),
+                &format!("{at} router_settings.model_group_alias"),
+                &mut found.skipped,
+            );
+            // model_aliases first, so the team's router alias wins on a clash (it is
+            // the one the gateway applies last).
+            let mut merged = alias_map(
+                Some(&aliases),
+                &format!("{at} model_aliases"),
+                &mut found.skipped,
+            );
+            merged.append(&mut map);
+            if !merged.is_empty() {
+                found.team_aliases.insert(team, merged);
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(found)
     }
 }
 
@@ -192,8 +205,12 @@ fn team_model(
         Some(Value::String(t)) => t,
         Some(_) => return Err("model_info.team_id is not a string".into()),
     };
-    let Some(public) = info.get("team_public_model_name").and_then(Value::as_str) else {
-        return Err("model_info.team_id without a team_public_model_name".into());
+    let public = match info.get("team_public_model_name") {
+        Some(Value::String(p)) => p,
+        // A legacy team model (created before LiteLLM stored the public name): its public
+        // name lives in the team's model_aliases, which are read as team aliases.
+        None | Some(Value::Null) => return Ok(None),
+        Some(_) => return Err("model_info.team_public_model_name is not a string".into()),
     };
     TeamModel::checked(
         team,
@@ -248,7 +265,20 @@ mod tests {
             Ok(None)
         );
         assert!(team_model("m3", "x", Some("[1]"), None).is_err());
-        assert!(team_model("m4", "x", Some(r#"{"team_id": "t"}"#), None).is_err());
+        assert_eq!(
+            team_model("m4", "x", Some(r#"{"team_id": "t"}"#), None),
+            Ok(None),
+            "a legacy team model is mapped through its team's model_aliases"
+        );
+        assert!(
+            team_model(
+                "m4",
+                "x",
+                Some(r#"{"team_id": "t", "team_public_model_name": 3}"#),
+                None
+            )
+            .is_err()
+        );
         let e = team_model(
             "m5",
             "model_name_t_u",
@@ -268,9 +298,6 @@ mod tests {
         .expect("valid");
         assert_eq!(d.label, "db.internal/litellm");
         assert!(!format!("{d:?}").contains("s3cret"));
-        let e = Database::parse("postgresql://h/db?sslmode=require", Duration::from_secs(1))
-            .expect_err("no TLS backend");
-        assert!(e.to_string().contains("sslmode=require"), "{e}");
         assert!(
             Database::parse("postgresql://h/db?sslmode=bogus", Duration::from_secs(1)).is_err()
         );

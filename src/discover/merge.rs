@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Found, Skipped, Source, TeamModel};
-use crate::mapping::{Draft, DraftTeam, Entry};
+use crate::mapping::{Draft, Entry};
 
 /// Deployments sharing one (team, public name); `chosen` is mapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,13 +59,13 @@ pub struct Merged {
 
 /// How a single-`*` pattern or exact entry of a draft maps `name`, with the rules'
 /// precedence (exact, then the longest literal text, then the pattern text).
-fn lookup<'a>(team: &'a DraftTeam, name: &str) -> Option<&'a str> {
-    if let Some(e) = team.models.get(name)
+fn lookup<'a>(rules: &'a BTreeMap<String, Entry>, name: &str) -> Option<&'a str> {
+    if let Some(e) = rules.get(name)
         && !name.contains('*')
     {
         return Some(&e.target);
     }
-    team.models
+    rules
         .iter()
         .filter_map(|(pattern, e)| {
             let (prefix, suffix) = pattern.split_once('*')?;
@@ -76,6 +76,21 @@ fn lookup<'a>(team: &'a DraftTeam, name: &str) -> Option<&'a str> {
         })
         .max_by(|(a, _), (b, _)| a.len().cmp(&b.len()).then_with(|| b.cmp(a)))
         .map(|(_, e)| e.target.as_str())
+}
+
+/// The name another rule of the same scope would send `target` on to, if any: such a
+/// chain fails validation, so the discovered rule is skipped instead (the file wins).
+fn remapped<'a>(rules: &'a BTreeMap<String, Entry>, target: &str) -> Option<&'a str> {
+    lookup(rules, target).filter(|next| *next != target)
+}
+
+fn chain(at: String, target: &str, next: &str) -> Skipped {
+    Skipped {
+        at,
+        reason: format!(
+            "the mapping file maps its target {target:?} again (to {next:?}); the file wins"
+        ),
+    }
 }
 
 fn discovered(target: String) -> Entry {
@@ -125,11 +140,16 @@ pub fn merge(file: Option<&Draft>, found: &[(Source, &Found)]) -> Merged {
             });
         }
         let file_team = file.and_then(|f| f.teams.get(team));
-        if file_team.and_then(|t| lookup(t, public)).is_none() {
+        if file_team.and_then(|t| lookup(&t.models, public)).is_none() {
             out.missing.push(chosen.clone());
         }
         if file_team.is_some_and(|t| t.models.contains_key(public)) {
             out.overridden.push((team.to_string(), public.to_string()));
+            continue;
+        }
+        if let Some(next) = file_team.and_then(|t| remapped(&t.models, &chosen.internal)) {
+            let at = format!("team {team:?} model {public:?}");
+            out.skipped.push(chain(at, &chosen.internal, next));
             continue;
         }
         out.draft
@@ -151,8 +171,13 @@ pub fn merge(file: Option<&Draft>, found: &[(Source, &Found)]) -> Merged {
                 if rules.models.contains_key(alias) {
                     continue;
                 }
-                let target = lookup(rules, target).unwrap_or(target).to_string();
+                let target = lookup(&rules.models, target).unwrap_or(target).to_string();
                 if &target == alias {
+                    continue;
+                }
+                if let Some(next) = remapped(&rules.models, &target) {
+                    let at = format!("team {team:?} alias {alias:?}");
+                    out.skipped.push(chain(at, &target, next));
                     continue;
                 }
                 rules.models.insert(alias.clone(), discovered(target));
@@ -176,7 +201,12 @@ pub fn merge(file: Option<&Draft>, found: &[(Source, &Found)]) -> Merged {
         if out.draft.aliases.contains_key(*alias) {
             continue;
         }
-        if all_aliases.contains_key(target) || out.draft.aliases.contains_key(*target) {
+        if let Some(next) = remapped(&out.draft.aliases, target) {
+            out.skipped
+                .push(chain(format!("model_group_alias {alias:?}"), target, next));
+            continue;
+        }
+        if all_aliases.contains_key(target) {
             out.skipped.push(Skipped {
                 at: format!("model_group_alias {alias:?}"),
                 reason: format!(
@@ -314,6 +344,27 @@ mod tests {
             merged.ambiguous[0].chosen.internal, "model_name_t_y",
             "ties: smaller internal name"
         );
+    }
+
+    #[test]
+    fn a_file_pattern_that_would_map_a_discovered_target_again_wins() {
+        let file = Mapping::draft(
+            "version: 1\nteams:\n  t:\n    models:\n      \"*\": model_name_t_catchall\naliases:\n  \"fast-*\": gpt-4.1\n",
+            "f.yaml",
+        )
+        .expect("valid");
+        let found = Found {
+            models: vec![model("t", "gpt-4.1", "model_name_t_db", Some(1))],
+            aliases: [("quick".to_string(), "fast-1".to_string())].into(),
+            ..Found::default()
+        };
+        let merged = merge(Some(&file), &[(Source::Database, &found)]);
+        let m = Mapping::from_draft(&merged.draft, "merged").expect("still a valid mapping");
+        assert_eq!(
+            target(&m, "t", "gpt-4.1").as_deref(),
+            Some("model_name_t_catchall")
+        );
+        assert_eq!(merged.skipped.len(), 2, "{:?}", merged.skipped);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod merge;
 pub mod metrics;
 pub mod render;
 pub mod service;
+pub mod url;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod discovery;
 pub mod gateway;
 pub mod postgres;
 pub mod process;

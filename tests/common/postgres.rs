@@ -1,6 +1,7 @@
 //! A real Postgres for discovery tests: Debian's `postgresql` binaries, a private data
 //! directory, 127.0.0.1 on a free port, LiteLLM's own schema (the SQL migrations of
 //! the `litellm-proxy-extras` package in the e2e venv, applied in order with psql).
+//! The server offers TLS with a self-signed certificate for 127.0.0.1 ([`Postgres::certificate`]).
 //! Stopped on drop. Missing binaries or migrations fail the test loudly: they are
 //! installed by scripts/install-deps.sh and tests/e2e/setup_venv.sh.
 //!
@@ -47,30 +48,51 @@ fn bin_dir() -> PathBuf {
     })
 }
 
-/// LiteLLM's migrations, oldest first.
-fn migrations() -> Vec<PathBuf> {
-    let venv = std::env::var("MODELMAP_E2E_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/setup_venv.sh");
-            let out = Command::new(&setup)
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("run tests/e2e/setup_venv.sh");
-            assert!(out.status.success(), "tests/e2e/setup_venv.sh failed");
-            let text = String::from_utf8_lossy(&out.stdout);
-            PathBuf::from(text.lines().last().expect("venv path").trim())
-        });
-    let lib = venv.join("lib");
-    let site = std::fs::read_dir(&lib)
-        .expect("venv lib dir")
+/// The e2e venv: `MODELMAP_E2E_VENV`, else the default path if LiteLLM's migrations
+/// are there, else whatever tests/e2e/setup_venv.sh creates. Several worktrees share
+/// the default venv: calling the script only when needed keeps one run from
+/// re-installing it under another.
+fn venv() -> PathBuf {
+    if let Ok(v) = std::env::var("MODELMAP_E2E_VENV") {
+        return PathBuf::from(v);
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let default = Path::new(&home).join(".cache/modelmap/e2e-venv");
+        if migrations_in(&default).is_some() {
+            return default;
+        }
+    }
+    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/setup_venv.sh");
+    let out = Command::new(&setup)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run tests/e2e/setup_venv.sh");
+    assert!(out.status.success(), "tests/e2e/setup_venv.sh failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(text.lines().last().expect("venv path").trim())
+}
+
+/// `litellm_proxy_extras/migrations` inside a venv, if there.
+fn migrations_in(venv: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(venv.join("lib"))
+        .ok()?
         .filter_map(|e| e.ok())
         .map(|e| {
             e.path()
                 .join("site-packages/litellm_proxy_extras/migrations")
         })
         .find(|p| p.is_dir())
-        .unwrap_or_else(|| panic!("no litellm_proxy_extras/migrations under {}", lib.display()));
+}
+
+/// LiteLLM's migrations, oldest first.
+fn migrations() -> Vec<PathBuf> {
+    let venv = venv();
+    let site = migrations_in(&venv).unwrap_or_else(|| {
+        panic!(
+            "no litellm_proxy_extras/migrations in {} (tests/e2e/setup_venv.sh installs it)",
+            venv.display()
+        )
+    });
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&site)
         .expect("migrations dir")
         .filter_map(|e| e.ok().map(|e| e.path().join("migration.sql")))
@@ -143,16 +165,21 @@ impl Postgres {
                 .expect("initdb"),
             "initdb",
         );
+        let initdb = started.elapsed();
+        pg.make_certificate();
         pg.resume();
+        let up = started.elapsed();
         pg.psql("postgres", "CREATE DATABASE template_litellm");
         let mut all = String::new();
-        for m in migrations() {
+        let files = migrations();
+        let found = started.elapsed();
+        for m in files {
             all.push_str(&std::fs::read_to_string(&m).expect("read migration"));
             all.push_str("\n;\n");
         }
         pg.psql("template_litellm", &all);
         eprintln!(
-            "postgres: {} on 127.0.0.1:{} with LiteLLM's schema in {:?}",
+            "postgres: {} on 127.0.0.1:{} with LiteLLM's schema in {:?} (initdb {initdb:?}, up {up:?}, migrations found {found:?})",
             pg.bin.display(),
             pg.port,
             started.elapsed()
@@ -178,10 +205,55 @@ impl Postgres {
         cmd
     }
 
+    /// The server's self-signed certificate (for 127.0.0.1): also its own CA.
+    pub fn certificate(&self) -> String {
+        self.dir
+            .path()
+            .join("data/server.crt")
+            .display()
+            .to_string()
+    }
+
+    /// A self-signed certificate for IP 127.0.0.1, so the server offers TLS (plain
+    /// connections still work).
+    fn make_certificate(&self) {
+        let data = self.dir.path().join("data");
+        let (crt, key) = (data.join("server.crt"), data.join("server.key"));
+        check(
+            Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&crt)
+                .stderr(Stdio::null())
+                .output()
+                .expect("openssl req"),
+            "openssl req",
+        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+        if self.user.is_some() {
+            let owner = std::fs::metadata(&data).expect("data dir");
+            use std::os::unix::fs::MetadataExt;
+            for f in [&crt, &key] {
+                std::os::unix::fs::chown(f, Some(owner.uid()), Some(owner.gid())).expect("chown");
+            }
+        }
+    }
+
     /// Starts (or restarts) the server on its port.
     pub fn resume(&self) {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c ssl=on",
             self.port,
             self.dir.path().display()
         );
