@@ -119,7 +119,6 @@ def test_sdk_responses_stream(oai, gateway_log, provider_log):
     assert_served(provider_log, "/responses", stack.UPSTREAM_TEAM_OK, stream=True)
 
 
-
 # --- multipart uploads --------------------------------------------------------------
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00\x80\x3e\x00\x00\x02\x00\x10\x00data\x00\x00\x00\x00"
 PNG = base64.b64decode(
@@ -169,7 +168,6 @@ def test_sdk_image_edit_upload(oai, gateway_log, provider_log, variant):
     assert base64.b64decode(result.data[0].b64_json).startswith(b"\x89PNG"), result
     assert_routed(gateway_log, "aimage_edit", IMAGE, internal(IMAGE))
     assert_served(provider_log, "/images/edits", upstream(IMAGE), images=images, masks=masks, prompt="Make it blue.")
-
 
 
 # --- realtime -----------------------------------------------------------------------
