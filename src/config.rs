@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use http::HeaderName;
 
+use crate::discover::database::Database;
 use crate::mapping::KeyDigest;
 
 #[derive(Debug, Parser)]
@@ -32,9 +33,19 @@ pub enum Command {
     /// Run the proxy (the default when no command is given).
     Serve(Box<ServeArgs>),
     /// Validate a mapping file offline; exit 0 if it would be applied, 1 with the reasons if not.
+    /// With `--database-url` or `--config`, also exit 1 on stale entries (internal names
+    /// the gateway does not have) and missing ones (gateway team models the file does not map).
     Check {
         /// The mapping file to check.
         file: PathBuf,
+        #[command(flatten)]
+        gateway: GatewaySources,
+    },
+    /// Print the mapping the gateway implies (YAML, each model commented with its id and
+    /// creation time), from LiteLLM's database and/or config file.
+    Discover {
+        #[command(flatten)]
+        gateway: GatewaySources,
     },
     /// Show which rules map a model name, and to what.
     Explain(ExplainArgs),
@@ -66,6 +77,20 @@ pub struct ExplainArgs {
     pub identity_timeout: Duration,
     /// The requested model name (a comma-separated list is resolved name by name).
     pub model: String,
+}
+
+/// Where `check` and `discover` read the gateway's team models.
+#[derive(Debug, Clone, Args)]
+pub struct GatewaySources {
+    /// LiteLLM's Postgres database (postgresql://user:password@host:port/db).
+    #[arg(long, env = "MODELMAP_DISCOVER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// LiteLLM's config.yaml (team models declared in its model_list).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Longest wait for the database (connect and queries together).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -151,10 +176,50 @@ pub struct ServeArgs {
     /// looked up.
     #[arg(long, env = "MODELMAP_MASTER_KEY_HASH")]
     pub master_key_hash: Option<String>,
+    /// Most bytes held at once, across all requests, for restoring whole bodies (error
+    /// bodies and model lists, each up to 4 MiB). A body that does not fit passes
+    /// through unrestored, never truncated. Accepts B, KiB, MiB, GiB (0: hold none).
+    #[arg(long, env = "MODELMAP_RESTORE_BUFFER_BUDGET", default_value = "64MiB", value_parser = parse_bytes)]
+    pub restore_buffer_budget: usize,
     /// Refuse (403) a request that names another team's internal model name.
     /// `--guard=false` turns it off.
     #[arg(long, env = "MODELMAP_GUARD", default_value_t = true, action = ArgAction::Set)]
     pub guard: bool,
+    /// Discover team models from LiteLLM's Postgres database (a URL; a read-only role
+    /// is enough, see docs/discovery.md). Off unless set.
+    #[arg(long, env = "MODELMAP_DISCOVER_DATABASE_URL", hide_env_values = true)]
+    pub discover_database: Option<String>,
+    /// Discover team models from LiteLLM's config.yaml (watched like the mapping file).
+    #[arg(long, env = "MODELMAP_DISCOVER_CONFIG")]
+    pub discover_config: Option<PathBuf>,
+    /// How often the database is read.
+    #[arg(long, env = "MODELMAP_DISCOVER_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub discover_interval: Duration,
+    /// Longest a database round may take (connect and queries); a slower one fails.
+    #[arg(long, env = "MODELMAP_DISCOVER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub discover_timeout: Duration,
+}
+
+/// A size in bytes: a whole number with an optional binary unit (`B`, `KiB`, `MiB`,
+/// `GiB`; `K`, `M`, `G` mean the same).
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        other => return Err(format!("unknown unit {other:?} (use B, KiB, MiB or GiB)")),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 64MiB"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// The gateway address, resolved once at start.
@@ -196,14 +261,47 @@ impl Upstream {
         let rest = url
             .strip_prefix("http://")
             .ok_or_else(|| ConfigError::Scheme(url.to_string()))?;
-        let authority = rest.split('/').next().unwrap_or_default();
-        let with_port = if authority
+        let invalid = |reason: String| ConfigError::Invalid {
+            flag: "upstream",
+            value: url.to_string(),
+            reason,
+        };
+        let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        if !path.is_empty() && path != "/" {
+            return Err(invalid(format!(
+                "a path ({path}) is not supported: modelmap forwards each request's own path \
+                 unchanged, so give the gateway as http://host:port (a client's /v1/... \
+                 arrives as /v1/...)"
+            )));
+        }
+        if authority.contains('@') {
+            return Err(invalid(
+                "user information (user@) is not supported: callers' own credentials are \
+                 forwarded as they are; give the gateway as http://host:port"
+                    .into(),
+            ));
+        }
+        // The port is what follows the last ':' outside an IPv6 literal's brackets.
+        let port = authority
             .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
+            .filter(|(_, p)| !p.contains(']'))
+            .map(|(_, p)| p);
+        let host = port.map_or(authority, |p| &authority[..authority.len() - p.len() - 1]);
+        if host.is_empty() {
+            return Err(invalid(
+                "no host: give the gateway as http://host:port".into(),
+            ));
+        }
+        let with_port = match port {
+            None => format!("{authority}:80"),
+            Some(p) => match p.parse::<u16>() {
+                Ok(0) | Err(_) => {
+                    return Err(invalid(format!(
+                        "invalid port {p:?} (a port is a number from 1 to 65535)"
+                    )));
+                }
+                Ok(_) => authority.to_string(),
+            },
         };
         let resolve_err = |reason: String| ConfigError::Resolve {
             url: url.to_string(),
@@ -229,6 +327,16 @@ pub struct Settings {
     pub upstream: Upstream,
     pub trusted_team_header: Option<HeaderName>,
     pub master_key: Option<KeyDigest>,
+    pub discover_database: Option<Database>,
+}
+
+/// Whether two listening addresses would claim the same socket: the same port on the
+/// same address, or on any address when one of them is the wildcard. Port 0 (any free
+/// port) never clashes.
+fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// A SHA-256 digest written as 64 hex digits.
@@ -247,14 +355,27 @@ pub fn parse_digest(hex: &str) -> Option<KeyDigest> {
 impl Settings {
     pub fn from_args(args: ServeArgs) -> Result<Settings, ConfigError> {
         let upstream = Upstream::parse(&args.upstream)?;
+        let mut addrs = Vec::with_capacity(2);
         for (flag, value) in [("listen", &args.listen), ("admin", &args.admin)] {
-            value
-                .parse::<SocketAddr>()
-                .map_err(|e| ConfigError::Invalid {
-                    flag,
-                    value: value.clone(),
-                    reason: e.to_string(),
-                })?;
+            addrs.push(
+                value
+                    .parse::<SocketAddr>()
+                    .map_err(|e| ConfigError::Invalid {
+                        flag,
+                        value: value.clone(),
+                        reason: e.to_string(),
+                    })?,
+            );
+        }
+        if overlap(addrs[0], addrs[1]) {
+            return Err(ConfigError::Invalid {
+                flag: "admin",
+                value: args.admin.clone(),
+                reason: format!(
+                    "the admin server needs its own port: --listen {} already uses it",
+                    args.listen
+                ),
+            });
         }
         if args.threads == 0 {
             return Err(ConfigError::Invalid {
@@ -293,11 +414,36 @@ impl Settings {
                 reason: "a lookup needs some time".into(),
             });
         }
+        for (flag, value) in [
+            ("discover-interval", args.discover_interval),
+            ("discover-timeout", args.discover_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid {
+                    flag,
+                    value: "0s".into(),
+                    reason: "must be more than zero".into(),
+                });
+            }
+        }
+        let discover_database = args
+            .discover_database
+            .as_deref()
+            .map(|url| {
+                Database::parse(url, args.discover_timeout).map_err(|e| ConfigError::Invalid {
+                    flag: "discover-database",
+                    // The URL holds a password: never echo it.
+                    value: "<url>".into(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
         Ok(Settings {
             args,
             upstream,
             trusted_team_header,
             master_key,
+            discover_database,
         })
     }
 }
@@ -373,9 +519,81 @@ mod tests {
     }
 
     #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("512"), Ok(512));
+        assert_eq!(parse_bytes("4KiB"), Ok(4096));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
+        assert!(parse_bytes("64MB").is_err());
+        assert!(parse_bytes("MiB").is_err());
+        let cli = Cli::try_parse_from(["modelmap"]).expect("no flags needed");
+        assert_eq!(cli.serve.restore_buffer_budget, 64 << 20);
+    }
+
+    #[test]
+    fn the_admin_server_needs_its_own_port() {
+        for (listen, admin) in [
+            ("127.0.0.1:4001", "127.0.0.1:4001"),
+            ("0.0.0.0:4001", "127.0.0.1:4001"),
+            ("127.0.0.1:4001", "0.0.0.0:4001"),
+        ] {
+            let cli = Cli::try_parse_from(["modelmap", "--listen", listen, "--admin", admin])
+                .expect("parses");
+            let e = Settings::from_args(cli.serve).expect_err("same socket twice");
+            assert!(e.to_string().contains("its own port"), "{e}");
+        }
+        let cli = Cli::try_parse_from([
+            "modelmap",
+            "--listen",
+            "127.0.0.1:4001",
+            "--admin",
+            "127.0.0.2:4001",
+        ])
+        .expect("parses");
+        assert!(
+            Settings::from_args(cli.serve).is_ok(),
+            "two addresses, one port each"
+        );
+    }
+
+    #[test]
     fn bad_upstreams_are_explained() {
         let e = Upstream::parse("https://gw:4000").expect_err("tls upstream");
         assert!(e.to_string().contains("only http://"), "{e}");
+        for (url, says) in [
+            ("http://127.0.0.1:99999", "invalid port \"99999\""),
+            ("http://127.0.0.1:0", "invalid port \"0\""),
+            ("http://127.0.0.1:", "invalid port \"\""),
+            ("http://127.0.0.1:40x0", "invalid port"),
+            (
+                "http://user@127.0.0.1:4000",
+                "user information (user@) is not supported",
+            ),
+            (
+                "http://user:pw@127.0.0.1:4000",
+                "user information (user@) is not supported",
+            ),
+            ("http://127.0.0.1:4000/v1", "a path (/v1) is not supported"),
+            (
+                "http://127.0.0.1:4000?x=1",
+                "a path (?x=1) is not supported",
+            ),
+            ("http://:4000", "no host"),
+        ] {
+            let e = Upstream::parse(url).expect_err(url).to_string();
+            assert!(e.contains(says), "{url}: {e}");
+            assert!(!e.contains("cannot resolve"), "{url}: {e}");
+        }
+        for url in [
+            "http://127.0.0.1:4000",
+            "http://127.0.0.1:4000/",
+            "http://localhost",
+            "http://[::1]:4000",
+        ] {
+            assert!(Upstream::parse(url).is_ok(), "{url}");
+        }
         let e = Upstream::parse("http://no-such-host.invalid:4000").expect_err("unresolvable");
         assert!(e.to_string().contains("cannot resolve"), "{e}");
     }

@@ -33,6 +33,10 @@ pub struct Metrics {
     /// could not be read as the gateway reads it (reasons: `Unreadable::as_str`), or
     /// because a name or the framing could not travel (`invalid_model_name`, `framing`).
     pub unreadable: IntCounterVec,
+    pub restore_buffered: IntGauge,
+    pub restore_over_budget: IntCounter,
+    /// Discovery of team models from the gateway (`discover`).
+    pub discovery: crate::discover::metrics::DiscoveryMetrics,
     /// The per-request series, each looked up once: `with_label_values` hashes its
     /// labels and takes a lock on every call.
     series: Series,
@@ -144,6 +148,20 @@ impl Metrics {
         for reason in ["invalid_model_name", "framing"] {
             unreadable.with_label_values(&[reason]);
         }
+        let restore_buffered = register(
+            &registry,
+            IntGauge::new(
+                "modelmap_restore_buffered_bytes",
+                "Bytes held right now for restoring whole bodies (error bodies, model lists), within --restore-buffer-budget.",
+            )?,
+        );
+        let restore_over_budget = register(
+            &registry,
+            IntCounter::new(
+                "modelmap_restore_over_budget_total",
+                "Response bodies passed through unrestored (never truncated) because --restore-buffer-budget was spent.",
+            )?,
+        );
         let duration = register(
             &registry,
             HistogramVec::new(
@@ -190,6 +208,7 @@ impl Metrics {
             )?,
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let discovery = crate::discover::metrics::DiscoveryMetrics::new(&registry)?;
         Ok(Metrics {
             registry,
             requests,
@@ -205,6 +224,9 @@ impl Metrics {
             identity_cache_entries,
             guard_rejections,
             unreadable,
+            restore_buffered,
+            restore_over_budget,
+            discovery,
             series: Series::default(),
         })
     }

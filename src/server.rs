@@ -1,4 +1,5 @@
-//! Assembles the Pingora server: the proxy, the admin server and the mapping watcher,
+//! Assembles the Pingora server: the proxy, the admin server, the mapping watcher and
+//! discovery (when configured),
 //! sharing one store and one metrics registry. `main` runs it until a signal; tests run
 //! it on a thread and stop it through [`Running`].
 
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::admin::Admin;
 use crate::config::Settings;
+use crate::discover::service::Plan;
 use crate::metrics::Metrics;
 use crate::proxy::ModelMap;
 use crate::store::{Reload, Store};
@@ -30,6 +32,27 @@ const FAST_TIMER_LIMIT_SECS: u64 = 10;
 pub enum StartError {
     #[error("cannot create metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("cannot listen on {addr} (--{flag}): {source}")]
+    Bind {
+        flag: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Binds each address once, then lets go, so that a port already in use stops the start
+/// with one clear error. Pingora binds its listeners later, on its own threads: there a
+/// failure is retried for half a minute and then panics a service thread, leaving a
+/// process whose admin server answers `/healthz` while the proxy serves nothing.
+fn probe_bind(addrs: [(&'static str, &str); 2]) -> Result<(), StartError> {
+    for (flag, addr) in addrs {
+        std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
+            flag,
+            addr: addr.to_string(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// What the running server shares with its owner.
@@ -45,8 +68,16 @@ pub struct Parts {
 /// stop the start: the proxy runs (passing names through), `/readyz` says not ready, and
 /// the watcher applies the file as soon as it is fixed.
 pub fn build(settings: Settings) -> Result<Parts, StartError> {
+    probe_bind([
+        ("listen", &settings.args.listen),
+        ("admin", &settings.args.admin),
+    ])?;
     let metrics = Arc::new(Metrics::new()?);
-    let store = Arc::new(Store::new(settings.args.mapping.clone(), metrics.clone()));
+    let discovery = Plan::new(&settings);
+    let store = Arc::new(
+        Store::new(settings.args.mapping.clone(), metrics.clone())
+            .with_discovery(discovery.sources()),
+    );
     if let Reload::Failed(_) = store.reload(false) {
         tracing::warn!("starting without a mapping: not ready until the file is valid");
     }
@@ -98,6 +129,7 @@ pub fn build(settings: Settings) -> Result<Parts, StartError> {
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(watcher);
+    server.add_services(discovery.services(&store, &metrics));
     tracing::info!(%listen, admin = %admin_addr, "modelmap listening");
     Ok(Parts {
         server,

@@ -207,3 +207,57 @@ fn a_missing_mapping_at_start_is_not_ready_until_the_file_appears() {
     eventually_sends(&gw, &proxy, "v1");
     assert_eq!(proxy.admin_get("/readyz").status, 200);
 }
+
+/// Every reload attempt counted so far, whatever its result.
+fn all_reloads(proxy: &Proxy) -> f64 {
+    ["success", "unchanged", "failure"]
+        .iter()
+        .map(|r| reloads(proxy, r))
+        .sum()
+}
+
+const IDLE_LIMIT: f64 = 4.0;
+const INVALID: &str = "version: 1\naliases:\n  public: [not, a, name]\n";
+
+fn configmap_proxy(gw: &FakeGateway, content: &str) -> Proxy {
+    let dir = tempfile::tempdir().expect("tempdir");
+    configmap_version(dir.path(), "..2026_11_21_10_00_00.000000001", content);
+    symlink("..2026_11_21_10_00_00.000000001", dir.path().join("..data")).expect("..data");
+    symlink("..data/mapping.yaml", dir.path().join("mapping.yaml")).expect("file link");
+    let path = dir.path().join("mapping.yaml");
+    Proxy::start_at(&gw.url(), dir, path, &[])
+}
+
+/// Four proxies (a valid and an invalid file, each plain and in the ConfigMap layout)
+/// left alone for the same 30 s: only the 10 s safety poll may read a file then (three
+/// reads, four at a boundary), where modelmap's own reads used to wake its watcher
+/// about five times a second, forever.
+#[test]
+fn an_idle_mapping_is_read_only_by_the_poll() {
+    let gw = FakeGateway::start();
+    let proxies = [
+        (
+            "valid file",
+            Proxy::start(&gw.url(), &mapping_to("v1"), &[]),
+        ),
+        ("invalid file", Proxy::start(&gw.url(), INVALID, &[])),
+        ("valid ConfigMap", configmap_proxy(&gw, &mapping_to("v1"))),
+        ("invalid ConfigMap", configmap_proxy(&gw, INVALID)),
+    ];
+    // Let the start-up loads (and their own directory events) settle first.
+    std::thread::sleep(Duration::from_millis(500));
+    let before: Vec<f64> = proxies.iter().map(|(_, p)| all_reloads(p)).collect();
+    std::thread::sleep(Duration::from_secs(30));
+    for ((what, proxy), before) in proxies.iter().zip(before) {
+        let n = all_reloads(proxy) - before;
+        assert!(n <= IDLE_LIMIT, "{what}: {n} reloads in 30 idle seconds");
+        if what.starts_with("invalid") {
+            assert!(
+                reloads(proxy, "failure") >= 2.0,
+                "{what}: the poll still retries"
+            );
+        } else {
+            assert_eq!(sent_model(&gw, proxy), "v1", "{what}");
+        }
+    }
+}

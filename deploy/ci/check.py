@@ -357,6 +357,31 @@ def deployment_promises(report, renders, binary):
             f"promises {where}: mapping mounted as a directory and valid, probes, grace period, loopback LiteLLM, Service via modelmap",
             problems,
         )
+        if where.startswith("deploy/kubernetes/overlays/"):
+            report.check(f"overlay {where}: ships no Secret, identity lookups fit its LiteLLM", overlay_promises(docs))
+
+
+def overlay_promises(docs):
+    """An overlay is what people apply: no Secret (an example key applied by default is a
+    key in production), and no /key/info lookups against a LiteLLM without a database
+    (each would fail with HTTP 500: there are no virtual keys to look up)."""
+    problems = [f"Secret {d['metadata']['name']} is applied with the overlay" for d in docs if d["kind"] == "Secret"]
+    litellm_config = "\n".join(
+        v for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("litellm-config")
+        for v in d.get("data", {}).values()
+    )
+    for dep in (d for d in docs if d["kind"] == "Deployment"):
+        containers = {c["name"]: c for c in dep["spec"]["template"]["spec"]["containers"]}
+        if "modelmap" not in containers or "litellm" not in containers:
+            continue
+        database = "database_url" in litellm_config.lower() or "DATABASE_URL" in env_of(containers["litellm"])
+        lookups = env_of(containers["modelmap"]).get("MODELMAP_IDENTITY_LOOKUP", "true").lower() != "false"
+        if lookups and not database:
+            problems.append(
+                f"Deployment {dep['metadata']['name']}: identity lookups are on but LiteLLM has no database "
+                "(set MODELMAP_IDENTITY_LOOKUP=false, or give LiteLLM a database)"
+            )
+    return problems
 
 
 def helm_values(report, binary):
@@ -559,6 +584,14 @@ def scrape_modelmap(report, binary, work):
         "aliases:\n  AgentX-LLM: openrouter/qwen/qwen3.5-flash-02-23\n"
         f"keys:\n  {digest}: team-check\n"
     )
+    # A LiteLLM config with one team model, so discovery's series exist too.
+    litellm_config = work / "litellm-config.yaml"
+    litellm_config.write_text(
+        "model_list:\n"
+        "  - model_name: model_name_team-check_0000\n"
+        "    litellm_params: {model: openai/x}\n"
+        "    model_info: {team_id: team-check, team_public_model_name: gpt-4.1}\n"
+    )
     listen, admin = free_port(), free_port()
     log = open(work / "modelmap.log", "w")
     proc = subprocess.Popen(
@@ -568,6 +601,7 @@ def scrape_modelmap(report, binary, work):
             "--admin", f"127.0.0.1:{admin}",
             "--upstream", f"http://127.0.0.1:{gateway.server_address[1]}",
             "--mapping", str(mapping),
+            "--discover-config", str(litellm_config),
             "--shutdown-timeout", "5s",
         ],
         stdout=log,

@@ -72,6 +72,7 @@ use crate::mapping::Mapping;
 use crate::metrics::Metrics;
 use crate::request::{self, RequestBody};
 use crate::rewrite::Names;
+use crate::rewrite::budget::Budget;
 use crate::rewrite::names::Verdict;
 use crate::rewrite::path::decode_path;
 use crate::rewrite::restore::{Pairs, Restorer};
@@ -88,6 +89,8 @@ pub struct ModelMap {
     metrics: Arc<Metrics>,
     identity: Identity,
     in_flight: Arc<AtomicUsize>,
+    /// Shared by every body held for restoring.
+    restore_budget: Budget,
 }
 
 /// Longest time spent reading and discarding a refused request's body before answering.
@@ -101,12 +104,18 @@ impl ModelMap {
         in_flight: Arc<AtomicUsize>,
     ) -> ModelMap {
         let identity = Identity::new(&settings, metrics.clone());
+        let restore_budget = Budget::new(
+            settings.args.restore_buffer_budget,
+            metrics.restore_buffered.clone(),
+            metrics.restore_over_budget.clone(),
+        );
         ModelMap {
             settings,
             store,
             metrics,
             identity,
             in_flight,
+            restore_budget,
         }
     }
 }
@@ -419,7 +428,14 @@ impl ProxyHttp for ModelMap {
             resp.insert_header("x-litellm-model-group", requested)?;
         }
         let head = session.req_header().method == Method::HEAD;
-        ctx.restorer = plan_restore(resp, head, ctx.models_list, pairs, ctx);
+        ctx.restorer = plan_restore(
+            resp,
+            head,
+            ctx.models_list,
+            pairs,
+            ctx,
+            &self.restore_budget,
+        );
         if ctx.restorer.as_ref().is_some_and(|r| !r.keeps_length()) {
             resp.remove_header(&CONTENT_LENGTH);
             resp.insert_header(TRANSFER_ENCODING, "chunked")?;

@@ -2,6 +2,7 @@
 //! (and fuzzed) on its own.
 
 pub mod body;
+pub mod budget;
 pub mod form;
 pub mod json;
 pub mod multipart;

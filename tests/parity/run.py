@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""Differential test: modelmap in front of LiteLLM's own request reading (the oracle).
+
+    client (this script, raw bytes) ──► modelmap ──► oracle.py (LiteLLM's app on uvicorn)
+                                   └──────────────► oracle control port (records)
+
+For every generated request the oracle records the model names LiteLLM would authorize
+and route on. The invariant, per request:
+
+- modelmap refused it itself (a 4xx with an OpenAI error body) and the oracle received
+  nothing for its id; or
+- the oracle's names hold, for the team-less key, no internal name of any team, and for
+  the ``t-own`` key, no internal name of ``t-other`` and no ``t-own`` public name (which
+  modelmap should have rewritten).
+
+Runs the generated requests plus the fixed corpus against modelmap with each uvicorn HTTP
+implementation (h11, httptools), then the self-check: the same harness against modelmap
+with ``--guard=false`` must report disagreements.
+
+    run.py [--seed S] [--count N] [--report FILE] [--md FILE] [--bin PATH]
+Prints `N passed, M failed`; exit 0 only with no disagreement and a self-check that caught one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures as cf
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+import gen  # noqa: E402
+
+WORKERS = 8
+REQ_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, timeout: float = 2.0) -> tuple[int | None, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return None, b""
+
+
+class Proc:
+    def __init__(self, name: str, argv: list[str], log: Path, env: dict | None = None) -> None:
+        self.name = name
+        self.log = log
+        self.f = open(log, "wb")
+        self.p = subprocess.Popen(argv, stdout=self.f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def wait_ready(self, url: str, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.p.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.p.returncode}):\n{self.log.read_text(errors='replace')[-3000:]}")
+            if get(url)[0] == 200:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log.read_text(errors='replace')[-3000:]}")
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            os.killpg(self.p.pid, signal.SIGTERM)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait()
+        self.f.close()
+
+
+def start_oracle(python: str, http: str, work: Path) -> tuple[Proc, int, int]:
+    port, ctl = free_port(), free_port()
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    p = Proc(f"oracle-{http}", [python, str(HERE / "oracle.py"), "--port", str(port), "--control-port", str(ctl),
+                                "--http", http], work / f"oracle-{http}.log", env)
+    return p, port, ctl
+
+
+def start_modelmap(binary: str, upstream: int, mapping: Path, work: Path, tag: str, guard: bool) -> tuple[Proc, int]:
+    port, admin = free_port(), free_port()
+    argv = [binary, "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}", "--upstream",
+            f"http://127.0.0.1:{upstream}", "--mapping", str(mapping), "--identity-lookup=false",
+            f"--guard={'true' if guard else 'false'}", "--log-level", "warn"]
+    p = Proc(f"modelmap-{tag}", argv, work / f"modelmap-{tag}.log")
+    p.wait_ready(f"http://127.0.0.1:{admin}/readyz", 30)
+    return p, port
+
+
+def send(port: int, raw: bytes) -> tuple[int | None, bytes, str]:
+    """Send raw bytes on a fresh connection; read the response until close (bounded)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=REQ_TIMEOUT) as s:
+            s.sendall(raw)
+            data = b""
+            end = time.monotonic() + REQ_TIMEOUT
+            while time.monotonic() < end and len(data) < 1 << 20:
+                try:
+                    chunk = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+                if b"Upgrade: websocket" in raw and b"\r\n\r\n" in data:
+                    break
+    except OSError as e:
+        return None, b"", f"{type(e).__name__}: {e}"
+    status = None
+    if data.startswith(b"HTTP/1."):
+        try:
+            status = int(data.split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            pass
+    body = data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else b""
+    return status, body, ""
+
+
+def modelmap_refusal(status: int | None, body: bytes) -> bool:
+    """modelmap's own refusal: 4xx with an OpenAI error body carrying a code."""
+    if status is None or not 400 <= status < 500:
+        return False
+    try:
+        start = body.index(b"{")
+        err = json.loads(body[start : body.rindex(b"}") + 1]).get("error")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(err, dict) and bool(err.get("code")) and "message" in err
+
+
+def run_once(reqs: list[gen.Req], mm_port: int, ctl: int, deadline: float) -> tuple[list[dict], int]:
+    get(f"http://127.0.0.1:{ctl}/reset")
+    results: dict[str, tuple] = {}
+
+    def one(r: gen.Req):
+        if time.monotonic() > deadline:
+            return r.pid, (None, b"", "skipped: time budget")
+        return r.pid, send(mm_port, r.raw())
+
+    with cf.ThreadPoolExecutor(WORKERS) as ex:
+        for pid, res in ex.map(one, reqs):
+            results[pid] = res
+    time.sleep(0.3)  # a smuggled or late request still lands in the records
+    status, data = get(f"http://127.0.0.1:{ctl}/records", timeout=10)
+    records = json.loads(data) if status == 200 else {}
+    outcomes = []
+    sent = {r.pid for r in reqs}
+    skipped = 0
+    for r in reqs:
+        st, body, err = results[r.pid]
+        if err.startswith("skipped"):
+            skipped += 1
+            continue
+        recs = records.get(r.pid, [])
+        o = {"req": r, "status": st, "body": body[:300], "err": err, "records": recs}
+        if recs:
+            names = [n for rec in recs for n in rec.get("names", [])]
+            bad = gen.forbidden(names, r.key)
+            o["ok"] = not bad
+            o["why"] = f"oracle saw {bad}" if bad else ("forwarded" if not modelmap_refusal(st, body) else "forwarded")
+            if len(recs) > 1:
+                o["note"] = f"{len(recs)} requests reached the oracle under this id"
+        elif modelmap_refusal(st, body):
+            o["ok"], o["why"] = True, "refused by modelmap"
+        elif b"Invalid HTTP request received" in body:
+            o["ok"] = False
+            o["why"] = "uvicorn could not parse what modelmap forwarded (400 Invalid HTTP request received)"
+        else:
+            o["ok"] = False
+            o["why"] = f"not forwarded and not refused with an error body (status {st}, {err or body[:80]!r})"
+        outcomes.append(o)
+    for pid, recs in records.items():
+        if pid in sent:
+            continue
+        names = [n for rec in recs for n in rec.get("names", [])]
+        bad = gen.forbidden(names, gen.KEY_NONE)
+        if bad:
+            fake = gen.Req("unexpected-id", f"requests under unknown id {pid!r}", gen.KEY_NONE, "?", "?")
+            outcomes.append({"req": fake, "status": None, "body": b"", "err": "", "records": recs, "ok": False,
+                             "why": f"oracle got a request modelmap's client never sent as such; saw {bad}"})
+    return outcomes, skipped
+
+
+def short_record(recs: list[dict]) -> str:
+    keep = ("path", "route", "template", "names", "auth", "fallbacks", "handler_params", "litellm_rejects", "body_keys",
+            "no_auth_dependency", "status", "oracle_error")
+    out = [{k: rec[k] for k in keep if k in rec} for rec in recs]
+    s = json.dumps(out, ensure_ascii=False)
+    return s if len(s) < 1500 else s[:1500] + "…"
+
+
+def write_reports(all_runs: dict[str, list[dict]], report: Path, md: Path | None, meta: str) -> None:
+    lines = [f"# parity report: {meta}", ""]
+    md_lines = [f"# Parity report (tests/parity/run.py)", "", meta, ""]
+    for label, outs in all_runs.items():
+        fails = [o for o in outs if not o["ok"]]
+        lines.append(f"## {label}: {len(outs) - len(fails)} passed, {len(fails)} failed")
+        by_fam: dict[str, list[dict]] = collections.defaultdict(list)
+        for o in fails:
+            by_fam[o["req"].family].append(o)
+        totals = collections.Counter(o["req"].family for o in outs)
+        md_lines.append(f"## {label}: {len(outs) - len(fails)} passed, {len(fails)} failed")
+        md_lines.append("")
+        md_lines.append("| family | failed / run |")
+        md_lines.append("| --- | --- |")
+        for fam in sorted(totals):
+            md_lines.append(f"| {fam} | {len(by_fam.get(fam, []))} / {totals[fam]} |")
+        md_lines.append("")
+        for fam in sorted(by_fam):
+            fl = by_fam[fam]
+            ex = min(fl, key=lambda o: len(o["req"].raw()) if o["req"].method != "?" else 0)
+            md_lines.append(f"### {fam} ({len(fl)} failed)")
+            md_lines.append("")
+            md_lines.append(f"- {ex['req'].desc}; key: {'t-own' if ex['req'].key == gen.KEY_OWN else 'no team'}; "
+                            f"modelmap answered {ex['status']}; {ex['why']}")
+            raw = ex["req"].raw() if ex["req"].method != "?" else b""
+            md_lines.append(f"- request: `{raw[:700]!r}`" + (" …" if len(raw) > 700 else ""))
+            md_lines.append(f"- oracle: `{short_record(ex['records'])}`")
+            descs = collections.Counter(o["req"].desc.split(" ", 1)[-1][:70] for o in fl)
+            md_lines.append(f"- variants seen: " + "; ".join(f"{d} ×{c}" for d, c in descs.most_common(8)))
+            md_lines.append("")
+        for o in fails:
+            r = o["req"]
+            lines.append(f"- [{r.family}] {r.pid} {r.desc} key={'t-own' if r.key == gen.KEY_OWN else 'none'} "
+                         f"status={o['status']} {o['why']}")
+            if r.method != "?":
+                lines.append(f"  request: {r.raw()[:2000]!r}")
+            lines.append(f"  oracle: {short_record(o['records'])}")
+            if o.get("body"):
+                lines.append(f"  modelmap body: {o['body'][:200]!r}")
+        lines.append("")
+    report.write_text("\n".join(lines) + "\n")
+    if md is not None:
+        md.write_text("\n".join(md_lines) + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seed", type=int, default=int(os.environ.get("PARITY_SEED", "13")))
+    ap.add_argument("--count", type=int, default=int(os.environ.get("PARITY_COUNT", "2000")))
+    ap.add_argument("--bin", default=os.environ.get("MODELMAP_BIN", str(REPO / "target/debug/modelmap")))
+    ap.add_argument("--report", type=Path, default=Path(os.environ.get("PARITY_REPORT", "target/parity-report.txt")))
+    ap.add_argument("--md", type=Path, default=os.environ.get("PARITY_MD") and Path(os.environ["PARITY_MD"]))
+    ap.add_argument("--http", default=os.environ.get("PARITY_HTTP", "h11,httptools"))
+    ap.add_argument("--budget", type=float, default=float(os.environ.get("PARITY_BUDGET_SECONDS", "110")))
+    ap.add_argument("--no-self-check", action="store_true")
+    a = ap.parse_args()
+    t0 = time.monotonic()
+    deadline = t0 + a.budget
+    python = sys.executable
+    work = Path(tempfile.mkdtemp(prefix="modelmap-parity-"))
+    mapping = work / "mapping.yaml"
+    mapping.write_text(gen.mapping_yaml())
+    reqs = gen.corpus() + gen.generate(a.seed, a.count)
+    impls = [h for h in a.http.split(",") if h]
+    procs: list[Proc] = []
+    runs: dict[str, list[dict]] = {}
+    skipped_total = 0
+    try:
+        oracles = {}
+        for h in impls:
+            p, port, ctl = start_oracle(python, h, work)
+            procs.append(p)
+            oracles[h] = (p, port, ctl)
+        for h, (p, port, ctl) in oracles.items():
+            p.wait_ready(f"http://127.0.0.1:{ctl}/healthz", 90)
+        print(f"parity: oracles up in {time.monotonic() - t0:.1f}s; {len(reqs)} requests "
+              f"({len(reqs) - a.count} corpus + {a.count} generated, seed {a.seed}) per run", file=sys.stderr)
+        for h, (_, port, ctl) in oracles.items():
+            mm, mm_port = start_modelmap(a.bin, port, mapping, work, h, guard=True)
+            procs.append(mm)
+            t = time.monotonic()
+            outs, skipped = run_once(reqs, mm_port, ctl, deadline - 15)
+            skipped_total += skipped
+            runs[f"guard on, uvicorn {h}"] = outs
+            print(f"parity: {h}: {sum(o['ok'] for o in outs)} passed, {sum(not o['ok'] for o in outs)} failed, "
+                  f"{skipped} skipped, {time.monotonic() - t:.1f}s", file=sys.stderr)
+            mm.stop()
+        caught = None
+        if not a.no_self_check:
+            h, (_, port, ctl) = next(iter(oracles.items()))
+            mm, mm_port = start_modelmap(a.bin, port, mapping, work, "noguard", guard=False)
+            procs.append(mm)
+            sample = gen.corpus()
+            outs, _ = run_once(sample, mm_port, ctl, deadline + 30)
+            caught = sum(not o["ok"] for o in outs)
+            runs[f"self-check: --guard=false, uvicorn {h} (must fail)"] = outs
+            mm.stop()
+    finally:
+        for p in procs:
+            p.stop()
+    meta = (f"seed {a.seed}, {len(reqs)} requests per run, modelmap {a.bin}, {time.monotonic() - t0:.1f}s, "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+    a.report.parent.mkdir(parents=True, exist_ok=True)
+    write_reports(runs, a.report, a.md, meta)
+    main_runs = [o for k, v in runs.items() if not k.startswith("self-check") for o in v]
+    passed = sum(o["ok"] for o in main_runs)
+    failed = len(main_runs) - passed
+    print(f"parity: report in {a.report}" + (f" and {a.md}" if a.md else ""), file=sys.stderr)
+    ok = failed == 0 and skipped_total == 0
+    if caught is not None:
+        print(f"parity: self-check with --guard=false: {caught} disagreements "
+              f"({'caught, as it must' if caught else 'NONE: the harness would miss a hole'})", file=sys.stderr)
+        ok = ok and caught > 0
+    if skipped_total:
+        print(f"parity: {skipped_total} requests skipped: over the time budget", file=sys.stderr)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
