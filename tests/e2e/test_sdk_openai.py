@@ -195,7 +195,7 @@ REALTIME_ATTEMPTS = 3
 def test_sdk_realtime_websocket(oai, gateway_log, provider_log, record_property):
     """`client.realtime.connect(model=...)`: a websocket to `/v1/realtime?model=gpt-realtime`.
 
-    Bounded reconnects: modelmap's README lists a known Pingora 0.9 issue that resets
+    Bounded reconnects: docs/behaviour.md lists a known Pingora 0.9 issue that resets
     some sessions right after the 101, and says clients must reconnect; the attempts
     used are recorded as a property of this test."""
     errors = []
