@@ -14,6 +14,7 @@ Routes (each also without the ``/v1`` prefix):
                                 chat.completion.chunk events ending with ``data: [DONE]``.
     POST /v1/embeddings         float or base64 (``encoding_format``) embeddings.
     POST /v1/responses          a Responses API ``response``, or its SSE events.
+    GET  /v1/responses/{id}     a response created before.
     POST /v1/audio/transcriptions, POST /v1/images/edits
                                 multipart/form-data; the form field ``model`` is recorded.
     POST /v1/files              multipart upload; for ``purpose=batch`` every JSONL line's
@@ -63,6 +64,7 @@ class State:
         # Uploaded files by id: {"object", "content", "batch_models"}; batches by id.
         self.files: dict[str, dict] = {}
         self.batches: dict[str, dict] = {}
+        self.responses: dict[str, dict] = {}  # Responses API objects by id
 
     def record(self, entry: dict) -> None:
         with self.lock:
@@ -190,6 +192,14 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_json(200, f["object"])
             else:
                 self._not_found()
+        elif route.startswith("/responses/"):
+            rid = route[len("/responses/"):]
+            found = state.responses.get(rid)
+            self._record("/responses/{id}", found["model"] if found else None, 200 if found else 404)
+            if found is None:
+                self._send_json(404, shapes.error(f"Response with id '{rid}' not found.", "invalid_request_error", None))
+            else:
+                self._send_json(200, found)
         elif route.startswith("/batches/"):
             b = state.batches.get(route[len("/batches/"):])
             if b is None:
@@ -257,15 +267,17 @@ class Handler(BaseHTTPRequestHandler):
         model, stream = req.get("model"), bool(req.get("stream"))
         if self._failing(route, model, stream=stream):
             return
-        self._record(route, model, 200, stream=stream)
+        self._record(route, model, 200, stream=stream, previous_response_id=req.get("previous_response_id"))
         events = shapes.response_events(model)
+        final = events[-1]["response"]
+        self.server.state.responses[final["id"]] = final
         if stream:
             self._start_sse()
             for e in events:
                 self._write_chunk(b"event: " + e["type"].encode() + b"\n" + _sse(e))
             self._write_chunk(b"")
         else:
-            self._send_json(200, events[-1]["response"])
+            self._send_json(200, final)
 
     def _messages(self, route: str, req: dict) -> None:
         """Anthropic's Messages API (LiteLLM calls it for `anthropic/` deployments)."""

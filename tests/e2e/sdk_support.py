@@ -180,7 +180,6 @@ def assert_served(provider_log, path: str, model: str, **extra) -> dict:
     return hits[0]
 
 
-
 def error_of(fn, *args, **kwargs) -> tuple[int, str]:
     """(status, message) of an SDK call expected to fail; (200, "") if it worked."""
     try:

@@ -119,6 +119,23 @@ def test_sdk_responses_stream(oai, gateway_log, provider_log):
     assert_served(provider_log, "/responses", stack.UPSTREAM_TEAM_OK, stream=True)
 
 
+def test_sdk_responses_follow_up_and_retrieve(oai, gateway_log, provider_log):
+    """A conversation by `previous_response_id`, then `responses.retrieve(id)` (the id in
+    the path). LiteLLM's response ids are encrypted and carry a deployment id, not a name."""
+    first = call(oai.responses.create, model=CHAT, input="Say hello.")
+    follow_up = call(oai.responses.create, model=CHAT, input="Again.", previous_response_id=first.id)
+    assert follow_up.output_text == REPLY and follow_up.model == CHAT, follow_up
+    assert gateway_log.models("aresponses") == [CHAT_INTERNAL, CHAT_INTERNAL], gateway_log.since_mark()
+    created = [e for e in provider_log.since_mark() if e["path"] == "/responses"]
+    assert [e["model"] for e in created] == [stack.UPSTREAM_TEAM_OK] * 2, created
+    assert created[1]["previous_response_id"] is not None, created
+
+    retrieved = call(oai.responses.retrieve, follow_up.id)
+    assert retrieved.output_text == REPLY, retrieved
+    # LiteLLM returns the provider's stored object as it is (straight from LiteLLM too).
+    no_internal_name("retrieved response", retrieved.model_dump())
+    assert [e["status"] for e in provider_log.since_mark() if e["path"] == "/responses/{id}"] == [200]
+
 
 # --- multipart uploads --------------------------------------------------------------
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00\x80\x3e\x00\x00\x02\x00\x10\x00data\x00\x00\x00\x00"
@@ -171,7 +188,6 @@ def test_sdk_image_edit_upload(oai, gateway_log, provider_log, variant):
     assert_served(provider_log, "/images/edits", upstream(IMAGE), images=images, masks=masks, prompt="Make it blue.")
 
 
-
 # --- realtime -----------------------------------------------------------------------
 REALTIME_ATTEMPTS = 3
 
@@ -179,7 +195,7 @@ REALTIME_ATTEMPTS = 3
 def test_sdk_realtime_websocket(oai, gateway_log, provider_log, record_property):
     """`client.realtime.connect(model=...)`: a websocket to `/v1/realtime?model=gpt-realtime`.
 
-    Bounded reconnects: modelmap's README lists a known Pingora 0.9 issue that resets
+    Bounded reconnects: docs/behaviour.md lists a known Pingora 0.9 issue that resets
     some sessions right after the 101, and says clients must reconnect; the attempts
     used are recorded as a property of this test."""
     errors = []
