@@ -2,6 +2,9 @@
 """Turns bench/run.sh's raw results into the Markdown tables and the target verdicts.
 
 usage: report.py RESULTS.tsv MEMORY.tsv [--smoke]
+
+Exits 1 (after the tables) if any hop served nothing or had errors in any run: a
+table with a dead hop in it is no measurement, and a smoke run must not pass with one.
 """
 import csv
 import statistics
@@ -37,6 +40,19 @@ def fmt_rate(v):
     if v >= 10000:
         return f"{v / 1000:.1f}k"
     return f"{v:.0f}"
+
+
+def dead_runs(rows):
+    """Every run in which a hop served no request (or stream event) or had errors."""
+    dead = []
+    for r in rows:
+        served = int(r["requests"])
+        errors = int(r["errors"])
+        if served == 0 or errors > 0:
+            what = "events" if r["kind"] == "sse" else "requests"
+            dead.append(f"{r['kind']} {r['hop']} {r['size']} round {r['round']}: "
+                        f"{served} {what}, {errors} errors")
+    return dead
 
 
 def main():
@@ -181,3 +197,9 @@ def main():
 
 if __name__ == "__main__":
     main()
+    dead = dead_runs(read([a for a in sys.argv[1:] if not a.startswith("--")][0]))
+    if dead:
+        print()
+        for d in dead:
+            print(f"FAILED: {d}")
+        sys.exit(1)

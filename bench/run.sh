@@ -22,7 +22,7 @@
 # (release; debug in smoke mode, which reuses what `cargo test` built),
 # BENCH_EXTRA_HOPS ("modelmap-nolog": modelmap with the access log filtered out),
 # BENCH_OUT (directory for the results; a temporary one by default).
-# Exits 1 if any hop answers wrongly.
+# Exits 1 if any hop answers wrongly, or serves nothing or has errors in any timed run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -348,13 +348,21 @@ for hop in modelmap nginx; do
 done
 
 # --- report -------------------------------------------------------------------------
+# The report exits 1 if a hop served nothing or had errors in any run.
+REPORT_OK=1
+python3 bench/report.py "$RESULTS" "$MEMORY" $([[ $MODE == smoke ]] && echo --smoke) \
+    >"$OUT/report.md" || REPORT_OK=0
 {
     echo "modelmap benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), mode $MODE, $PROFILE build"
     echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -sr); load average at start: $LOAD_BEFORE, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "pinning: servers (proxy + mock) on CPU $CPU_SERVER, wrk on CPU $CPU_LOAD; $CONNS connections; $ROUNDS round(s) of ${DURATION}s"
     echo
-    python3 bench/report.py "$RESULTS" "$MEMORY" $([[ $MODE == smoke ]] && echo --smoke)
+    cat "$OUT/report.md"
 } | tee "$OUT/table.md"
+if ((!REPORT_OK)); then
+    log "FAILED: a hop served nothing or had errors (see the table; logs in $WORK)"
+    exit 1
+fi
 if ((FAILED)); then
     log "FAILED: a hop answered wrongly (logs in $WORK)"
     exit 1

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# A bounded fuzz run of every byte rewriter (default 20 s each), from the corpus kept in
-# fuzz/corpus. cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain
-# accept them, and sanitizers are off (-s none) since they need a nightly std.
+# Fuzzing every byte rewriter (default 20 s each), from the corpus kept in fuzz/corpus,
+# to look for new inputs. Not part of scripts/test.sh: there, tests/fuzz_corpus.rs
+# replays every committed corpus file through the same target functions
+# (fuzz/src/lib.rs) in the ordinary build. Run this after changing a rewriter; the
+# first run installs cargo-fuzz and builds the instrumented targets (about 16 minutes
+# on a fresh 2-core machine), later runs take the fuzzing time plus a few seconds.
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept
+# them, and sanitizers are off (-s none) since they need a nightly std. A crash is kept
+# in fuzz/artifacts/<target>/: once fixed, copy it into fuzz/corpus/<target>/ so that
+# `cargo test` checks it from then on.
 #
 #   fuzz/run.sh            # 20 s per target
 #   FUZZ_SECONDS=600 fuzz/run.sh json_request

@@ -151,10 +151,37 @@ pub struct ServeArgs {
     /// looked up.
     #[arg(long, env = "MODELMAP_MASTER_KEY_HASH")]
     pub master_key_hash: Option<String>,
+    /// Most bytes held at once, across all requests, for restoring whole bodies (error
+    /// bodies and model lists, each up to 4 MiB). A body that does not fit passes
+    /// through unrestored, never truncated. Accepts B, KiB, MiB, GiB (0: hold none).
+    #[arg(long, env = "MODELMAP_RESTORE_BUFFER_BUDGET", default_value = "64MiB", value_parser = parse_bytes)]
+    pub restore_buffer_budget: usize,
     /// Refuse (403) a request that names another team's internal model name.
     /// `--guard=false` turns it off.
     #[arg(long, env = "MODELMAP_GUARD", default_value_t = true, action = ArgAction::Set)]
     pub guard: bool,
+}
+
+/// A size in bytes: a whole number with an optional binary unit (`B`, `KiB`, `MiB`,
+/// `GiB`; `K`, `M`, `G` mean the same).
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        other => return Err(format!("unknown unit {other:?} (use B, KiB, MiB or GiB)")),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 64MiB"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// The gateway address, resolved once at start.
@@ -196,14 +223,47 @@ impl Upstream {
         let rest = url
             .strip_prefix("http://")
             .ok_or_else(|| ConfigError::Scheme(url.to_string()))?;
-        let authority = rest.split('/').next().unwrap_or_default();
-        let with_port = if authority
+        let invalid = |reason: String| ConfigError::Invalid {
+            flag: "upstream",
+            value: url.to_string(),
+            reason,
+        };
+        let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        if !path.is_empty() && path != "/" {
+            return Err(invalid(format!(
+                "a path ({path}) is not supported: modelmap forwards each request's own path \
+                 unchanged, so give the gateway as http://host:port (a client's /v1/... \
+                 arrives as /v1/...)"
+            )));
+        }
+        if authority.contains('@') {
+            return Err(invalid(
+                "user information (user@) is not supported: callers' own credentials are \
+                 forwarded as they are; give the gateway as http://host:port"
+                    .into(),
+            ));
+        }
+        // The port is what follows the last ':' outside an IPv6 literal's brackets.
+        let port = authority
             .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
+            .filter(|(_, p)| !p.contains(']'))
+            .map(|(_, p)| p);
+        let host = port.map_or(authority, |p| &authority[..authority.len() - p.len() - 1]);
+        if host.is_empty() {
+            return Err(invalid(
+                "no host: give the gateway as http://host:port".into(),
+            ));
+        }
+        let with_port = match port {
+            None => format!("{authority}:80"),
+            Some(p) => match p.parse::<u16>() {
+                Ok(0) | Err(_) => {
+                    return Err(invalid(format!(
+                        "invalid port {p:?} (a port is a number from 1 to 65535)"
+                    )));
+                }
+                Ok(_) => authority.to_string(),
+            },
         };
         let resolve_err = |reason: String| ConfigError::Resolve {
             url: url.to_string(),
@@ -231,6 +291,15 @@ pub struct Settings {
     pub master_key: Option<KeyDigest>,
 }
 
+/// Whether two listening addresses would claim the same socket: the same port on the
+/// same address, or on any address when one of them is the wildcard. Port 0 (any free
+/// port) never clashes.
+fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 /// A SHA-256 digest written as 64 hex digits.
 pub fn parse_digest(hex: &str) -> Option<KeyDigest> {
     let hex = hex.trim();
@@ -247,14 +316,27 @@ pub fn parse_digest(hex: &str) -> Option<KeyDigest> {
 impl Settings {
     pub fn from_args(args: ServeArgs) -> Result<Settings, ConfigError> {
         let upstream = Upstream::parse(&args.upstream)?;
+        let mut addrs = Vec::with_capacity(2);
         for (flag, value) in [("listen", &args.listen), ("admin", &args.admin)] {
-            value
-                .parse::<SocketAddr>()
-                .map_err(|e| ConfigError::Invalid {
-                    flag,
-                    value: value.clone(),
-                    reason: e.to_string(),
-                })?;
+            addrs.push(
+                value
+                    .parse::<SocketAddr>()
+                    .map_err(|e| ConfigError::Invalid {
+                        flag,
+                        value: value.clone(),
+                        reason: e.to_string(),
+                    })?,
+            );
+        }
+        if overlap(addrs[0], addrs[1]) {
+            return Err(ConfigError::Invalid {
+                flag: "admin",
+                value: args.admin.clone(),
+                reason: format!(
+                    "the admin server needs its own port: --listen {} already uses it",
+                    args.listen
+                ),
+            });
         }
         if args.threads == 0 {
             return Err(ConfigError::Invalid {
@@ -373,9 +455,81 @@ mod tests {
     }
 
     #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("512"), Ok(512));
+        assert_eq!(parse_bytes("4KiB"), Ok(4096));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
+        assert!(parse_bytes("64MB").is_err());
+        assert!(parse_bytes("MiB").is_err());
+        let cli = Cli::try_parse_from(["modelmap"]).expect("no flags needed");
+        assert_eq!(cli.serve.restore_buffer_budget, 64 << 20);
+    }
+
+    #[test]
+    fn the_admin_server_needs_its_own_port() {
+        for (listen, admin) in [
+            ("127.0.0.1:4001", "127.0.0.1:4001"),
+            ("0.0.0.0:4001", "127.0.0.1:4001"),
+            ("127.0.0.1:4001", "0.0.0.0:4001"),
+        ] {
+            let cli = Cli::try_parse_from(["modelmap", "--listen", listen, "--admin", admin])
+                .expect("parses");
+            let e = Settings::from_args(cli.serve).expect_err("same socket twice");
+            assert!(e.to_string().contains("its own port"), "{e}");
+        }
+        let cli = Cli::try_parse_from([
+            "modelmap",
+            "--listen",
+            "127.0.0.1:4001",
+            "--admin",
+            "127.0.0.2:4001",
+        ])
+        .expect("parses");
+        assert!(
+            Settings::from_args(cli.serve).is_ok(),
+            "two addresses, one port each"
+        );
+    }
+
+    #[test]
     fn bad_upstreams_are_explained() {
         let e = Upstream::parse("https://gw:4000").expect_err("tls upstream");
         assert!(e.to_string().contains("only http://"), "{e}");
+        for (url, says) in [
+            ("http://127.0.0.1:99999", "invalid port \"99999\""),
+            ("http://127.0.0.1:0", "invalid port \"0\""),
+            ("http://127.0.0.1:", "invalid port \"\""),
+            ("http://127.0.0.1:40x0", "invalid port"),
+            (
+                "http://user@127.0.0.1:4000",
+                "user information (user@) is not supported",
+            ),
+            (
+                "http://user:pw@127.0.0.1:4000",
+                "user information (user@) is not supported",
+            ),
+            ("http://127.0.0.1:4000/v1", "a path (/v1) is not supported"),
+            (
+                "http://127.0.0.1:4000?x=1",
+                "a path (?x=1) is not supported",
+            ),
+            ("http://:4000", "no host"),
+        ] {
+            let e = Upstream::parse(url).expect_err(url).to_string();
+            assert!(e.contains(says), "{url}: {e}");
+            assert!(!e.contains("cannot resolve"), "{url}: {e}");
+        }
+        for url in [
+            "http://127.0.0.1:4000",
+            "http://127.0.0.1:4000/",
+            "http://localhost",
+            "http://[::1]:4000",
+        ] {
+            assert!(Upstream::parse(url).is_ok(), "{url}");
+        }
         let e = Upstream::parse("http://no-such-host.invalid:4000").expect_err("unresolvable");
         assert!(e.to_string().contains("cannot resolve"), "{e}");
     }

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("{e}");
+                eprintln!("{}", e.report());
                 ExitCode::FAILURE
             }
         },
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             let mapping = match Mapping::load(&args.mapping) {
                 Ok(m) => m,
                 Err(e) => {
-                    eprintln!("{e}");
+                    eprintln!("{}", e.report());
                     return ExitCode::FAILURE;
                 }
             };

@@ -33,6 +33,8 @@ pub struct Metrics {
     /// could not be read as the gateway reads it (reasons: `Unreadable::as_str`), or
     /// because a name or the framing could not travel (`invalid_model_name`, `framing`).
     pub unreadable: IntCounterVec,
+    pub restore_buffered: IntGauge,
+    pub restore_over_budget: IntCounter,
     /// The per-request series, each looked up once: `with_label_values` hashes its
     /// labels and takes a lock on every call.
     series: Series,
@@ -93,7 +95,7 @@ impl Metrics {
         )?;
         let rewrites = counter(
             "modelmap_rewrites_total",
-            "Model names rewritten, by team, place in the request (body, fallback, path, query, form, batch), matched rule and target (values from the mapping file, else `other`).",
+            "Model names rewritten, by team, place in the request (body, fallback, path, query, form, batch, header, target), matched rule and target (values from the mapping file, else `other`).",
             &["team", "place", "from", "to"],
         )?;
         let upstream_responses = counter(
@@ -144,6 +146,20 @@ impl Metrics {
         for reason in ["invalid_model_name", "framing"] {
             unreadable.with_label_values(&[reason]);
         }
+        let restore_buffered = register(
+            &registry,
+            IntGauge::new(
+                "modelmap_restore_buffered_bytes",
+                "Bytes held right now for restoring whole bodies (error bodies, model lists), within --restore-buffer-budget.",
+            )?,
+        );
+        let restore_over_budget = register(
+            &registry,
+            IntCounter::new(
+                "modelmap_restore_over_budget_total",
+                "Response bodies passed through unrestored (never truncated) because --restore-buffer-budget was spent.",
+            )?,
+        );
         let duration = register(
             &registry,
             HistogramVec::new(
@@ -205,6 +221,8 @@ impl Metrics {
             identity_cache_entries,
             guard_rejections,
             unreadable,
+            restore_buffered,
+            restore_over_budget,
             series: Series::default(),
         })
     }

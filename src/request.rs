@@ -178,7 +178,7 @@ fn content_length(req: &RequestHeader) -> Option<u64> {
 /// How the gateway's HTTP parser could frame this request differently from modelmap,
 /// if it could: such a request is refused whatever the guard says, since a body framed
 /// two ways is a body only one of the two has read.
-pub fn framing(headers: &HeaderMap) -> Option<&'static str> {
+pub fn framing(version: http::Version, headers: &HeaderMap) -> Option<&'static str> {
     let lengths: Vec<&[u8]> = headers
         .get_all(CONTENT_LENGTH)
         .iter()
@@ -197,6 +197,9 @@ pub fn framing(headers: &HeaderMap) -> Option<&'static str> {
         return Some("the request has more than one Transfer-Encoding header");
     }
     if let Some(te) = headers.get(TRANSFER_ENCODING) {
+        if version < http::Version::HTTP_11 {
+            return Some("Transfer-Encoding is not defined for HTTP/1.0");
+        }
         if !py::strip(&py::latin1(te.as_bytes())).eq_ignore_ascii_case("chunked") {
             return Some("the only Transfer-Encoding accepted is chunked");
         }
@@ -215,6 +218,10 @@ pub fn check_url(decoded_path: &str, path_and_query: &str, names: &mut Names) {
             .into_iter()
             .for_each(|run| names.check_at(Place::Path, run)),
         None => names.unreadable(Unreadable::Url),
+    }
+    // `/v1/files/{file_id}`, `/v1/batches/{batch_id}`: managed ids carry model names.
+    for segment in decoded_path.split('/').filter(|s| s.len() > 8) {
+        names.check_resource_id(segment);
     }
     let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
     if !query.is_ascii() || path::query_params(path_and_query) > path::MAX_PARAMS {
@@ -271,6 +278,44 @@ mod tests {
         )
         .expect("valid");
         Names::new(Arc::new(m), Some("t".into()))
+    }
+
+    #[test]
+    fn heads_the_gateway_could_frame_differently_are_refused() {
+        use http::{HeaderMap, HeaderValue, Version};
+        let head = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let v11 = Version::HTTP_11;
+        assert_eq!(
+            super::framing(v11, &head(&[("content-length", "34")])),
+            None
+        );
+        assert_eq!(
+            super::framing(v11, &head(&[("transfer-encoding", "Chunked")])),
+            None
+        );
+        for bad in [
+            head(&[("content-length", "34,34")]),
+            head(&[("content-length", "34"), ("content-length", "34")]),
+            head(&[("content-length", "+34")]),
+            head(&[("content-length", "")]),
+            head(&[("transfer-encoding", "gzip, chunked")]),
+            head(&[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ]),
+            head(&[("transfer-encoding", "chunked"), ("content-length", "3")]),
+        ] {
+            assert!(super::framing(v11, &bad).is_some(), "{bad:?}");
+        }
+        assert!(
+            super::framing(Version::HTTP_10, &head(&[("transfer-encoding", "chunked")])).is_some()
+        );
     }
 
     #[test]

@@ -30,6 +30,27 @@ const FAST_TIMER_LIMIT_SECS: u64 = 10;
 pub enum StartError {
     #[error("cannot create metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("cannot listen on {addr} (--{flag}): {source}")]
+    Bind {
+        flag: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Binds each address once, then lets go, so that a port already in use stops the start
+/// with one clear error. Pingora binds its listeners later, on its own threads: there a
+/// failure is retried for half a minute and then panics a service thread, leaving a
+/// process whose admin server answers `/healthz` while the proxy serves nothing.
+fn probe_bind(addrs: [(&'static str, &str); 2]) -> Result<(), StartError> {
+    for (flag, addr) in addrs {
+        std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
+            flag,
+            addr: addr.to_string(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// What the running server shares with its owner.
@@ -45,6 +66,10 @@ pub struct Parts {
 /// stop the start: the proxy runs (passing names through), `/readyz` says not ready, and
 /// the watcher applies the file as soon as it is fixed.
 pub fn build(settings: Settings) -> Result<Parts, StartError> {
+    probe_bind([
+        ("listen", &settings.args.listen),
+        ("admin", &settings.args.admin),
+    ])?;
     let metrics = Arc::new(Metrics::new()?);
     let store = Arc::new(Store::new(settings.args.mapping.clone(), metrics.clone()));
     if let Reload::Failed(_) = store.reload(false) {

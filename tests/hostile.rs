@@ -39,19 +39,6 @@ fn still_serves(gw: &FakeGateway, proxy: &Proxy) {
     assert_eq!(model_of(&gw.last()), "model_name_team-h_1");
 }
 
-/// Posts `body` and asserts the gateway got it byte for byte and the proxy still serves.
-fn passes_untouched(body: &str, why: &str) {
-    let (gw, proxy) = setup(&[]);
-    let resp = proxy.client().post(
-        "/v1/chat/completions",
-        &[("authorization", &auth())],
-        body.as_bytes(),
-    );
-    assert_eq!(resp.status, 200);
-    assert!(gw.last().body == body.as_bytes(), "{why}");
-    still_serves(&gw, &proxy);
-}
-
 /// Posts `body` with the guard on: modelmap cannot read it as the gateway would, so it
 /// answers 400 `unreadable_request` itself and the gateway never gets the request whole.
 fn refused_unreadable(body: &str, reason: &str) {

@@ -297,11 +297,22 @@ fn batch_files_of_10000_lines_are_rewritten_line_by_line() {
         got.body == wrap(&expect),
         "every line's body.model is rewritten, nothing else"
     );
-    let metrics = proxy.metrics();
-    let batch = metrics
-        .lines()
-        .find(|l| l.starts_with("modelmap_rewrites_total") && l.contains(r#"place="batch""#))
-        .expect("batch rewrites counted");
+    // Rewrites are counted in the logging phase, just after the response is sent (and
+    // after the request itself): wait for the count rather than read it at once.
+    let batch_line = || {
+        proxy
+            .metrics_after(1)
+            .lines()
+            .find(|l| l.starts_with("modelmap_rewrites_total") && l.contains(r#"place="batch""#))
+            .map(str::to_string)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut batch = batch_line();
+    while batch.is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        batch = batch_line();
+    }
+    let batch = batch.expect("batch rewrites counted");
     assert!(batch.ends_with(" 10000"), "{batch}");
 }
 

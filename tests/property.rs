@@ -97,6 +97,7 @@ fn key() -> impl Strategy<Value = String> {
         3 => Just("model".to_string()),
         1 => Just("fallbacks".to_string()),
         1 => Just("context_window_fallbacks".to_string()),
+        1 => Just("target_model_names".to_string()),
         1 => Just("message".to_string()),
         1 => Just("response".to_string()),
         3 => "\\PC{0,8}",
@@ -141,6 +142,10 @@ enum Slot {
     Fallback,
     FallbackList,
     FallbackObject,
+    /// An array under the top-level `model`: its strings are models.
+    ModelList,
+    /// Any other array inside a fallback object: its strings are fallback names.
+    GroupList,
     Wrapper,
     Top,
 }
@@ -170,6 +175,10 @@ struct Doc {
     expect: String,
     names: &'static [Named],
     response: bool,
+    /// A name the gateway would echo in a response header contains a character no header
+    /// can carry (a control character other than tab, or one outside Latin-1): the
+    /// proxy refuses the request.
+    untravelling: bool,
 }
 
 impl Doc {
@@ -189,6 +198,12 @@ impl Doc {
                 Slot::Fallback => *f,
                 _ => None,
             });
+        if matches!(slot, Slot::Model | Slot::Fallback)
+            && s.chars()
+                .any(|c| (c < ' ' && c != '\t') || c == '\x7f' || c as u32 > 0xff)
+        {
+            self.untravelling = true;
+        }
         self.input.push_str(&original);
         match mapped {
             Some(new) => self
@@ -215,19 +230,20 @@ impl Doc {
                 self.string(self.names[*i % self.names.len()].0, *e, scalar_slot(slot))
             }
             J::Arr(items, w) => {
-                let child = if slot == Slot::FallbackList {
-                    Slot::Fallback
-                } else {
-                    Slot::Plain
+                let child = match slot {
+                    Slot::FallbackList => Slot::Fallback,
+                    Slot::ModelList => Slot::Model,
+                    Slot::GroupList => Slot::Fallback,
+                    _ => Slot::Plain,
                 };
                 self.both("[");
                 for (n, item) in items.iter().enumerate() {
                     self.both(if n > 0 { "," } else { "" });
                     self.both(ws(*w));
                     // Object elements of a fallback list have their own `model` slot.
-                    let s = match (child, item) {
-                        (Slot::Fallback, J::Obj(..)) => Slot::FallbackObject,
-                        (Slot::Fallback, J::Arr(..)) => Slot::Plain,
+                    let s = match (slot, child, item) {
+                        (Slot::FallbackList, Slot::Fallback, J::Obj(..)) => Slot::FallbackObject,
+                        (_, _, J::Obj(..) | J::Arr(..)) => Slot::Plain,
                         _ => child,
                     };
                     self.value(item, s);
@@ -245,6 +261,10 @@ impl Doc {
                     self.both(":");
                     self.both(ws(*w));
                     let s = match (slot, k.as_str(), v, self.response) {
+                        (Slot::Top, "model" | "target_model_names", J::Arr(..), false) => {
+                            Slot::ModelList
+                        }
+                        (Slot::Top, "target_model_names", _, false) => Slot::Model,
                         (Slot::Top, "model", _, _) => Slot::Model,
                         (
                             Slot::Top,
@@ -253,6 +273,13 @@ impl Doc {
                             false,
                         ) => Slot::FallbackList,
                         (Slot::FallbackObject, "model", _, false) => Slot::Fallback,
+                        (
+                            Slot::FallbackObject,
+                            "fallbacks" | "context_window_fallbacks",
+                            J::Arr(..),
+                            false,
+                        ) => Slot::FallbackList,
+                        (Slot::FallbackObject, _, J::Arr(..), false) => Slot::GroupList,
                         (Slot::Top, "message" | "response", J::Obj(..), true) => Slot::Wrapper,
                         (Slot::Wrapper, "model", _, true) => Slot::Model,
                         _ => Slot::Plain,
@@ -267,7 +294,32 @@ impl Doc {
 }
 
 fn render(body: &(J, bool)) -> (String, String) {
-    render_with(body, &NAMES, false)
+    let (input, expect, _) = render_request(body);
+    (input, expect)
+}
+
+/// The request, what the gateway should receive, and whether the proxy refuses it.
+fn render_request(body: &(J, bool)) -> (String, String, bool) {
+    let mut doc = Doc {
+        input: String::new(),
+        expect: String::new(),
+        names: &NAMES,
+        response: false,
+        untravelling: false,
+    };
+    doc.value(&padded(body), Slot::Top);
+    (doc.input, doc.expect, doc.untravelling)
+}
+
+fn padded((top, pad): &(J, bool)) -> J {
+    match (top, pad) {
+        (J::Obj(members, w), true) => {
+            let mut members = members.clone();
+            members.insert(0, ("pad".into(), false, J::Str("p".repeat(70_000), false)));
+            J::Obj(members, *w)
+        }
+        _ => top.clone(),
+    }
 }
 
 fn render_with(
@@ -280,16 +332,9 @@ fn render_with(
         expect: String::new(),
         names,
         response,
+        untravelling: false,
     };
-    let top = match (top, pad) {
-        (J::Obj(members, w), true) => {
-            let mut members = members.clone();
-            members.insert(0, ("pad".into(), false, J::Str("p".repeat(70_000), false)));
-            J::Obj(members, *w)
-        }
-        _ => top.clone(),
-    };
-    doc.value(&top, Slot::Top);
+    doc.value(&padded(&(top.clone(), *pad)), Slot::Top);
     (doc.input, doc.expect)
 }
 
@@ -416,12 +461,18 @@ proptest! {
     #[test]
     fn proxy_delivers_exactly_the_mapped_values(doc in body(), raw_cuts in prop::collection::vec(any::<usize>(), 0..8)) {
         let s = shared();
-        let (input, expect) = render(&doc);
+        let (input, expect, refused) = render_request(&doc);
         let cuts = cuts(input.len(), &raw_cuts);
         let auth = format!("Bearer {KEY}");
         let mut client = s.proxy.client();
         let resp = client.request("POST", "/v1/chat/completions", &[("authorization", &auth)], input.as_bytes(), Framing::Chunked(&cuts));
-        prop_assert_eq!(resp.status, 200);
-        prop_assert_eq!(s.gw.last().body_str(), expect);
+        if refused {
+            prop_assert_eq!(resp.status, 400);
+            prop_assert_eq!(&resp.json()["error"]["code"], "invalid_model_name");
+        } else {
+            prop_assert_eq!(resp.status, 200);
+            prop_assert_eq!(s.gw.last().body_str(), expect);
+        }
+        prop_assert_eq!(s.gw.garbage(), 0, "every body framed exactly once upstream");
     }
 }

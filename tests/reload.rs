@@ -207,3 +207,69 @@ fn a_missing_mapping_at_start_is_not_ready_until_the_file_appears() {
     eventually_sends(&gw, &proxy, "v1");
     assert_eq!(proxy.admin_get("/readyz").status, 200);
 }
+
+/// Every reload attempt counted so far, whatever its result.
+fn all_reloads(proxy: &Proxy) -> f64 {
+    ["success", "unchanged", "failure"]
+        .iter()
+        .map(|r| reloads(proxy, r))
+        .sum()
+}
+
+/// Leaves the proxy alone for 30 s and returns how many reloads it made meanwhile.
+/// Only the 10 s safety poll may read the file then: three reads, four at a boundary.
+fn idle_reloads(proxy: &Proxy) -> f64 {
+    // Let the start-up load (and its own directory events) settle first.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = all_reloads(proxy);
+    std::thread::sleep(Duration::from_secs(30));
+    all_reloads(proxy) - before
+}
+
+const IDLE_LIMIT: f64 = 4.0;
+const INVALID: &str = "version: 1\naliases:\n  public: [not, a, name]\n";
+
+fn configmap_proxy(gw: &FakeGateway, content: &str) -> Proxy {
+    let dir = tempfile::tempdir().expect("tempdir");
+    configmap_version(dir.path(), "..2026_11_21_10_00_00.000000001", content);
+    symlink("..2026_11_21_10_00_00.000000001", dir.path().join("..data")).expect("..data");
+    symlink("..data/mapping.yaml", dir.path().join("mapping.yaml")).expect("file link");
+    let path = dir.path().join("mapping.yaml");
+    Proxy::start_at(&gw.url(), dir, path, &[])
+}
+
+#[test]
+fn an_idle_valid_file_is_not_reread_except_by_the_poll() {
+    let gw = FakeGateway::start();
+    let proxy = Proxy::start(&gw.url(), &mapping_to("v1"), &[]);
+    let n = idle_reloads(&proxy);
+    assert!(n <= IDLE_LIMIT, "{n} reloads in 30 idle seconds");
+    assert_eq!(sent_model(&gw, &proxy), "v1");
+}
+
+#[test]
+fn an_idle_invalid_file_is_retried_only_by_the_poll() {
+    let gw = FakeGateway::start();
+    let proxy = Proxy::start(&gw.url(), INVALID, &[]);
+    let n = idle_reloads(&proxy);
+    assert!(n <= IDLE_LIMIT, "{n} retries in 30 idle seconds");
+    assert!(reloads(&proxy, "failure") >= 2.0, "the poll still retries");
+}
+
+#[test]
+fn an_idle_configmap_is_not_reread_except_by_the_poll() {
+    let gw = FakeGateway::start();
+    let proxy = configmap_proxy(&gw, &mapping_to("v1"));
+    let n = idle_reloads(&proxy);
+    assert!(n <= IDLE_LIMIT, "{n} reloads in 30 idle seconds");
+    assert_eq!(sent_model(&gw, &proxy), "v1");
+}
+
+#[test]
+fn an_idle_invalid_configmap_is_retried_only_by_the_poll() {
+    let gw = FakeGateway::start();
+    let proxy = configmap_proxy(&gw, INVALID);
+    let n = idle_reloads(&proxy);
+    assert!(n <= IDLE_LIMIT, "{n} retries in 30 idle seconds");
+    assert!(reloads(&proxy, "failure") >= 2.0, "the poll still retries");
+}

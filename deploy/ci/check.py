@@ -357,6 +357,31 @@ def deployment_promises(report, renders, binary):
             f"promises {where}: mapping mounted as a directory and valid, probes, grace period, loopback LiteLLM, Service via modelmap",
             problems,
         )
+        if where.startswith("deploy/kubernetes/overlays/"):
+            report.check(f"overlay {where}: ships no Secret, identity lookups fit its LiteLLM", overlay_promises(docs))
+
+
+def overlay_promises(docs):
+    """An overlay is what people apply: no Secret (an example key applied by default is a
+    key in production), and no /key/info lookups against a LiteLLM without a database
+    (each would fail with HTTP 500: there are no virtual keys to look up)."""
+    problems = [f"Secret {d['metadata']['name']} is applied with the overlay" for d in docs if d["kind"] == "Secret"]
+    litellm_config = "\n".join(
+        v for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("litellm-config")
+        for v in d.get("data", {}).values()
+    )
+    for dep in (d for d in docs if d["kind"] == "Deployment"):
+        containers = {c["name"]: c for c in dep["spec"]["template"]["spec"]["containers"]}
+        if "modelmap" not in containers or "litellm" not in containers:
+            continue
+        database = "database_url" in litellm_config.lower() or "DATABASE_URL" in env_of(containers["litellm"])
+        lookups = env_of(containers["modelmap"]).get("MODELMAP_IDENTITY_LOOKUP", "true").lower() != "false"
+        if lookups and not database:
+            problems.append(
+                f"Deployment {dep['metadata']['name']}: identity lookups are on but LiteLLM has no database "
+                "(set MODELMAP_IDENTITY_LOOKUP=false, or give LiteLLM a database)"
+            )
+    return problems
 
 
 def helm_values(report, binary):

@@ -1,6 +1,14 @@
-//! Oracles shared by the fuzz targets. Each target checks, for arbitrary input:
-//! no panic; the same output whatever the chunk boundaries; and a semantic oracle
-//! computed independently of the code under test (serde_json for JSON).
+//! The fuzz targets' bodies and the oracles they share. Each target checks, for
+//! arbitrary input: no panic; the same output whatever the chunk boundaries; and a
+//! semantic oracle computed independently of the code under test (serde_json for JSON).
+//!
+//! The targets in fuzz_targets/ only call the `target_*` functions here, and
+//! tests/fuzz_corpus.rs (in the main crate's ordinary `cargo test`) replays every
+//! committed corpus file through the same functions, so the corpus is checked on every
+//! test run without cargo-fuzz; fuzz/run.sh is for looking for new inputs. This file is
+//! compiled in both places: with the fuzz crate's serde_json (feature
+//! `unbounded_depth`) and with the main crate's, which keeps serde_json's recursion
+//! limit (see `parse_unbounded`).
 
 use std::sync::{Arc, OnceLock};
 
@@ -8,6 +16,7 @@ use bytes::Bytes;
 use modelmap::mapping::Mapping;
 use modelmap::rewrite::body::WINDOW;
 use modelmap::rewrite::multipart::MultipartRewriter;
+use modelmap::rewrite::path::rewrite;
 use modelmap::rewrite::restore::{Pairs, Restorer, StreamRestorer};
 use modelmap::rewrite::{BodyRewriter, Names};
 use serde_json::Value;
@@ -108,12 +117,33 @@ fn map_value_model(v: &mut Value) {
     }
 }
 
+enum Parsed {
+    Value(Result<Value, serde_json::Error>),
+    /// Nested deeper than serde_json's recursion limit, where it is on: no oracle.
+    TooDeep,
+}
+
+/// The whole of `bytes` as one JSON value, at any depth where serde_json allows it.
+// The feature is the fuzz crate's; the main crate's tests compile this file too.
+#[allow(unexpected_cfgs)]
+fn parse_unbounded(bytes: &[u8]) -> Parsed {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    #[cfg(feature = "unbounded_depth")]
+    de.disable_recursion_limit();
+    let parsed = serde::Deserialize::deserialize(&mut de).and_then(|v: Value| de.end().map(|()| v));
+    match parsed {
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => Parsed::TooDeep,
+        other => Parsed::Value(other),
+    }
+}
+
 /// The request JSON oracle: a valid JSON object comes out as the same object with the
 /// mapped values changed; anything else within the validation window comes out as is.
 pub fn check_json_oracle(input: &[u8], output: &[u8]) {
-    let mut de = serde_json::Deserializer::from_slice(input);
-    de.disable_recursion_limit();
-    let parsed = serde::Deserialize::deserialize(&mut de).and_then(|v: Value| de.end().map(|()| v));
+    let parsed = match parse_unbounded(input) {
+        Parsed::TooDeep => return,
+        Parsed::Value(v) => v,
+    };
     match parsed {
         Ok(Value::Object(mut obj)) => {
             if let Some(m) = obj.get_mut("model") {
@@ -129,10 +159,10 @@ pub fn check_json_oracle(input: &[u8], output: &[u8]) {
                                 }
                             }
                             Value::Object(o) => {
-                                if let Some(Value::String(s)) = o.get_mut("model") {
-                                    if let Some(t) = map_name(s) {
-                                        *s = t.to_string();
-                                    }
+                                if let Some(Value::String(s)) = o.get_mut("model")
+                                    && let Some(t) = map_name(s)
+                                {
+                                    *s = t.to_string();
                                 }
                             }
                             _ => {}
@@ -140,10 +170,10 @@ pub fn check_json_oracle(input: &[u8], output: &[u8]) {
                     }
                 }
             }
-            let mut de = serde_json::Deserializer::from_slice(output);
-            de.disable_recursion_limit();
-            let got: Value =
-                serde::Deserialize::deserialize(&mut de).expect("a valid object stays valid");
+            let got = match parse_unbounded(output) {
+                Parsed::Value(got) => got.expect("a valid object stays valid"),
+                Parsed::TooDeep => panic!("an object that parsed gets deeper"),
+            };
             assert_eq!(got, Value::Object(obj), "only the mapped values may change");
         }
         Ok(_) => assert_eq!(output, input, "non-object JSON passes untouched"),
@@ -160,5 +190,87 @@ pub fn check_json_oracle(input: &[u8], output: &[u8]) {
                 );
             }
         }
+    }
+}
+
+/// JSON request bodies: never a panic; cutting the body anywhere changes nothing; and
+/// when the body is a JSON object, the output is that object with exactly the mapped
+/// model values changed (checked through serde_json, independently of the scanner).
+pub fn target_json_request(data: &[u8]) {
+    let Some((cuts, body)) = split_input(data) else {
+        return;
+    };
+    let whole = rewrite_json(body, &[]);
+    assert_eq!(
+        rewrite_json(body, &cuts),
+        whole,
+        "chunk boundaries changed the output"
+    );
+    check_json_oracle(body, &whole);
+}
+
+/// SSE restoring: never a panic; the same output whatever the chunk boundaries; a
+/// stream with neither the sent name nor an escape passes byte for byte.
+pub fn target_sse_response(data: &[u8]) {
+    let Some((cuts, body)) = split_input(data) else {
+        return;
+    };
+    let whole = restore_stream(body, &[]);
+    assert_eq!(
+        restore_stream(body, &cuts),
+        whole,
+        "chunk boundaries changed the output"
+    );
+    let may_change = body.contains(&b'\\') || body.windows(10).any(|w| w == b"TARGET-gpt");
+    if !may_change {
+        assert_eq!(whole, body, "nothing to restore: untouched");
+    }
+}
+
+/// Multipart forms and batch files: never a panic; the same output whatever the chunk
+/// boundaries; a body naming no mapped model passes byte for byte.
+pub fn target_multipart(data: &[u8]) {
+    let Some((cuts, body)) = split_input(data) else {
+        return;
+    };
+    for batch in [false, true] {
+        let whole = rewrite_multipart(body, &[], batch);
+        assert_eq!(
+            rewrite_multipart(body, &cuts, batch),
+            whole,
+            "chunk boundaries changed the output"
+        );
+        let names_a_model = [&b"gpt-4.1"[..], b"claude-", b"\\"]
+            .iter()
+            .any(|n| body.windows(n.len()).any(|w| w == *n))
+            || body
+                .split(|&b| !b.is_ascii_alphanumeric())
+                .any(|w| w == b"a");
+        if !names_a_model {
+            assert_eq!(whole, body, "nothing mapped: untouched");
+        }
+    }
+}
+
+/// URL paths and queries: never a panic; a rewritten URL differs from the input only
+/// where the model name was, and unmapped URLs are never changed.
+pub fn target_url_path(data: &[u8]) {
+    let Ok(uri) = std::str::from_utf8(data) else {
+        return;
+    };
+    assert_eq!(
+        rewrite(uri, &mut |_, _| None),
+        None,
+        "nothing mapped: nothing changes"
+    );
+    if let Some(new) = rewrite(uri, &mut |_, name| Some(format!("{name}-X"))) {
+        // Mapping back (strip the marker) must give a URL that maps the same way again.
+        let back = rewrite(&new, &mut |_, name| {
+            name.strip_suffix("-X").map(str::to_string)
+        });
+        assert!(
+            back.is_some(),
+            "the rewritten name is found again at the same place: {uri} -> {new}"
+        );
     }
 }

@@ -153,6 +153,8 @@ fn strip_bearer(value: &str) -> Option<&str> {
 
 fn query_key(path_and_query: &str) -> Option<&str> {
     let (path, query) = path_and_query.split_once('?')?;
+    // The route is matched on the decoded path (`%3AgenerateContent` is the same route).
+    let path = crate::rewrite::path::decode_path(path);
     if !(path.ends_with(":generateContent") || path.ends_with(":streamGenerateContent")) {
         return None;
     }

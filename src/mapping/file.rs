@@ -37,16 +37,58 @@ pub enum MappingError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{origin}: {}", join(.issues))]
+    /// On one line (for logs): problems are separated by `; `. [`MappingError::report`]
+    /// puts each on a line of its own.
+    #[error("{origin}: {}", join(.issues, "; "))]
     Invalid { origin: String, issues: Vec<Issue> },
 }
 
-fn join(issues: &[Issue]) -> String {
+fn join(issues: &[Issue], separator: &str) -> String {
     issues
         .iter()
         .map(Issue::to_string)
         .collect::<Vec<_>>()
-        .join("; ")
+        .join(separator)
+}
+
+impl MappingError {
+    /// For a person at a terminal (`modelmap check`): one problem per line.
+    pub fn report(&self) -> String {
+        match self {
+            MappingError::Invalid { origin, issues } if issues.len() > 1 => format!(
+                "{origin}: {} problems\n  {}",
+                issues.len(),
+                join(issues, "\n  ")
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// What is wrong, in the file's terms, for a YAML or shape error (the line is reported
+/// beside it). The parser's own wording is meant for programmers ("use Option<String>",
+/// "set DuplicateKeyPolicy in Options"); its user-facing wording is the fallback.
+fn yaml_problem(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::{Error, MessageFormatter, UserMessageFormatter};
+    match e.without_snippet() {
+        Error::DuplicateMappingKey { key: Some(k), .. } => {
+            format!("{k:?} is listed twice in the same section; keep one entry")
+        }
+        Error::DuplicateMappingKey { key: None, .. } => {
+            "a name is listed twice in the same section; keep one entry".into()
+        }
+        Error::NullIntoString { .. } => {
+            "a value is missing (expected a name after the colon)".into()
+        }
+        Error::Unexpected { expected, .. } if expected.contains("string") => {
+            "expected a single name here (a list or a mapping is not allowed)".into()
+        }
+        Error::InvalidScalar { .. } => "expected a whole number here (`version: 1`)".into(),
+        other => {
+            let text = UserMessageFormatter.format_message(other);
+            text.lines().next().unwrap_or_default().to_string()
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -172,8 +214,10 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Mapping, MappingError> {
     }
     let file: FileV1 = serde_saphyr::from_str(text).map_err(|e| {
         let line = e.location().map_or(0, |l| l.line());
-        let message = e.to_string().lines().next().unwrap_or_default().to_string();
-        invalid(vec![Issue { line, message }])
+        invalid(vec![Issue {
+            line,
+            message: yaml_problem(&e),
+        }])
     })?;
 
     let mut check = Checker { issues: Vec::new() };

@@ -14,7 +14,7 @@ pub(super) fn record(metrics: &Metrics, session: &Session, e: Option<&Error>, ct
     // A reverted body reached the gateway as sent: only URL rewrites count then.
     // A refused request reached nothing.
     let reverted = ctx.body.as_ref().is_some_and(RequestBody::reverted) || ctx.refusal.is_some();
-    let counted = |p: Place| !reverted || matches!(p, Place::Path | Place::Query);
+    let counted = |p: Place| !reverted || matches!(p, Place::Path | Place::Query | Place::Header);
     let names = ctx.names.as_ref();
     let applied: Vec<_> = names
         .map(|n| n.applied.iter().filter(|a| counted(a.place)).collect())

@@ -74,6 +74,7 @@ use crate::request::{self, RequestBody};
 use crate::rewrite::Names;
 use crate::rewrite::names::Verdict;
 use crate::rewrite::path::decode_path;
+use crate::rewrite::budget::Budget;
 use crate::rewrite::restore::{Pairs, Restorer};
 use crate::route::Family;
 use crate::store::Store;
@@ -88,6 +89,8 @@ pub struct ModelMap {
     metrics: Arc<Metrics>,
     identity: Identity,
     in_flight: Arc<AtomicUsize>,
+    /// Shared by every body held for restoring.
+    restore_budget: Budget,
 }
 
 /// Longest time spent reading and discarding a refused request's body before answering.
@@ -101,12 +104,18 @@ impl ModelMap {
         in_flight: Arc<AtomicUsize>,
     ) -> ModelMap {
         let identity = Identity::new(&settings, metrics.clone());
+        let restore_budget = Budget::new(
+            settings.args.restore_buffer_budget,
+            metrics.restore_buffered.clone(),
+            metrics.restore_over_budget.clone(),
+        );
         ModelMap {
             settings,
             store,
             metrics,
             identity,
             in_flight,
+            restore_budget,
         }
     }
 }
@@ -222,7 +231,7 @@ impl ProxyHttp for ModelMap {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let snapshot = self.store.snapshot();
         let req = session.req_header();
-        if let Some(why) = request::framing(&req.headers) {
+        if let Some(why) = request::framing(req.version, &req.headers) {
             let refusal = Refusal::Framing(why);
             self.count_refusal(&refusal);
             ctx.rejected = true;
@@ -366,8 +375,10 @@ impl ProxyHttp for ModelMap {
             let out = rewriter.feed(body.take(), end_of_stream, names);
             ctx.refusal = self.guard_refusal(ctx.caller.as_ref(), names);
             ctx.rejected = ctx.refusal.is_some();
-            // An empty Some means "nothing yet"; None would end the upstream body.
-            *body = Some(out);
+            // An empty Some means "nothing yet"; None ends the upstream body. At the end,
+            // nothing left to send must be None: Pingora writes an empty piece as a
+            // chunk of size 0, the terminator, and then terminates the body once more.
+            *body = (!out.is_empty() || !end_of_stream).then_some(out);
         }
         if ctx.refusal.is_some() {
             // Refused: read the client's body to its end, send nothing more upstream,
@@ -417,7 +428,14 @@ impl ProxyHttp for ModelMap {
             resp.insert_header("x-litellm-model-group", requested)?;
         }
         let head = session.req_header().method == Method::HEAD;
-        ctx.restorer = plan_restore(resp, head, ctx.models_list, pairs, ctx);
+        ctx.restorer = plan_restore(
+            resp,
+            head,
+            ctx.models_list,
+            pairs,
+            ctx,
+            &self.restore_budget,
+        );
         if ctx.restorer.as_ref().is_some_and(|r| !r.keeps_length()) {
             resp.remove_header(&CONTENT_LENGTH);
             resp.insert_header(TRANSFER_ENCODING, "chunked")?;

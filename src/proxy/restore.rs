@@ -5,6 +5,7 @@ use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCO
 use pingora::http::ResponseHeader;
 
 use super::Ctx;
+use crate::rewrite::budget::Budget;
 use crate::rewrite::restore::{Buffered, ModelsList, Pairs, Restorer, StreamRestorer};
 use crate::rewrite::{JsonRewriter, Profile};
 
@@ -15,6 +16,7 @@ pub(super) fn plan_restore(
     models_list: bool,
     pairs: Pairs,
     ctx: &Ctx,
+    budget: &Budget,
 ) -> Option<Restorer> {
     let status = resp.status;
     if head
@@ -35,17 +37,28 @@ pub(super) fn plan_restore(
         return None;
     }
     let content_type = header(CONTENT_TYPE).to_ascii_lowercase();
+    let length = (!resp.headers.contains_key(TRANSFER_ENCODING))
+        .then(|| header(CONTENT_LENGTH).parse::<usize>().ok())
+        .flatten();
     if models_list && status.is_success() && content_type.contains("json") {
-        return Some(Restorer::Models(Buffered::new(ModelsList {
-            mapping: ctx.snapshot.clone(),
-            team: ctx.caller.as_ref().and_then(|c| c.team.clone()),
-        })));
+        return Some(Restorer::Models(Buffered::within(
+            ModelsList {
+                mapping: ctx.snapshot.clone(),
+                team: ctx.caller.as_ref().and_then(|c| c.team.clone()),
+            },
+            budget.clone(),
+            length,
+        )));
     }
     if pairs.is_empty() {
         return None;
     }
     if status.as_u16() >= 400 {
-        Some(Restorer::Error(Buffered::new(pairs)))
+        Some(Restorer::Error(Buffered::within(
+            pairs,
+            budget.clone(),
+            length,
+        )))
     } else if content_type.starts_with("text/event-stream") {
         Some(Restorer::Stream(StreamRestorer::new(pairs)))
     } else if content_type.contains("json") {

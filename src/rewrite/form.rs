@@ -15,6 +15,7 @@ use bytes::Bytes;
 use super::json::MAX_NAME_LEN;
 use super::names::{Names, Place};
 use super::py;
+use super::resource_id::ID_FIELDS;
 use super::unreadable::Unreadable;
 
 /// A raw field name longer than this cannot decode to `target_model_names` (18
@@ -25,8 +26,8 @@ const MAX_MODEL_KEY: usize = 64;
 enum State {
     /// Reading a field name (held in `pending`).
     Key,
-    /// Reading a model field's value (held in `pending`, after its name and `=`).
-    Value(Place),
+    /// Reading a model or id field's value (held in `pending`, after its name and `=`).
+    Value(FieldKind),
     /// Inside a field that names no model: bytes pass until the next `&`.
     Pass,
 }
@@ -45,13 +46,27 @@ impl Default for FormRewriter {
     }
 }
 
-fn field_place(raw_key: &[u8]) -> Option<Place> {
-    let key = py::unquote(&py::latin1(raw_key), true);
-    match key.as_str() {
-        "model" => Some(Place::Form),
-        "target_model_names" => Some(Place::Target),
+/// What a form field's (decoded) name says about its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FieldKind {
+    /// Model names, mapped and checked at this place.
+    Names(Place),
+    /// A managed file or batch id: checked, never changed.
+    Id,
+}
+
+/// The kind of a form field the gateway reads models from, by its decoded name.
+pub(super) fn field_kind(name: &str) -> Option<FieldKind> {
+    match name {
+        "model" => Some(FieldKind::Names(Place::Form)),
+        "target_model_names" => Some(FieldKind::Names(Place::Target)),
+        n if ID_FIELDS.contains(&n) => Some(FieldKind::Id),
         _ => None,
     }
+}
+
+fn field_place(raw_key: &[u8]) -> Option<FieldKind> {
+    field_kind(&py::unquote(&py::latin1(raw_key), true))
 }
 
 fn encode(s: &str) -> Vec<u8> {
@@ -161,9 +176,16 @@ impl FormRewriter {
     }
 
     /// A model field's value is complete: map it and emit the field.
-    fn finish_value(&mut self, place: Place, names: &mut Names, out: &mut Vec<u8>) {
+    fn finish_value(&mut self, kind: FieldKind, names: &mut Names, out: &mut Vec<u8>) {
         let value = py::unquote(&py::latin1(&self.pending[self.key_len..]), true);
-        match names.map_at(place, &value) {
+        let mapped = match kind {
+            FieldKind::Names(place) => names.map_at(place, &value),
+            FieldKind::Id => {
+                names.check_resource_id(&value);
+                None
+            }
+        };
+        match mapped {
             Some(new) => {
                 out.extend_from_slice(&self.pending[..self.key_len]);
                 out.extend_from_slice(&encode(&new));

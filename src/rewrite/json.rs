@@ -22,6 +22,7 @@
 use bytes::Bytes;
 
 use super::concat;
+use super::resource_id::ID_FIELDS;
 use super::scalar::Scalar;
 use super::scan::string_end;
 use super::unreadable::Unreadable;
@@ -44,6 +45,9 @@ pub enum Field {
     /// `target_model_names`, `session.model`, `completion.model`: names the gateway
     /// authorizes and routes on that are not the response's model.
     Target,
+    /// A managed file or batch id (`file_id`, `input_file_id`, …) that may carry model
+    /// names inside (see `resource_id`): shown to the mapper, never replaced.
+    ResourceId,
 }
 
 /// Decides the new value of each model name the scanner finds.
@@ -118,6 +122,7 @@ enum KeyClass {
     Target,
     Nested,
     Override,
+    ResourceId,
     Other,
 }
 
@@ -224,6 +229,7 @@ fn classify_key(raw: &[u8]) -> KeyClass {
             KeyClass::FallbackList
         }
         b"router_settings_override" => KeyClass::Override,
+        k if ID_FIELDS.iter().any(|f| f.as_bytes() == k) => KeyClass::ResourceId,
         b"message" | b"response" => KeyClass::Wrapper,
         b"body" => KeyClass::Body,
         b"target_model_names" => KeyClass::Target,
@@ -518,6 +524,9 @@ impl JsonRewriter {
             (Some(Role::FallbackObject), KeyClass::FallbackList) => (None, Role::FallbackList),
             (Some(Role::FallbackObject), _) => (None, Role::GroupList),
             (Some(Role::GroupList), _) => (Some(Field::Fallback), Role::Plain),
+            (Some(Role::Top), KeyClass::ResourceId) if profile == Profile::Request => {
+                (Some(Field::ResourceId), Role::Plain)
+            }
             (Some(Role::Top), KeyClass::Override) if profile == Profile::Request => {
                 (None, Role::Override)
             }
@@ -626,8 +635,10 @@ impl JsonRewriter {
             }
             name
         };
+        let field = self.field;
         let replacement = decoded
-            .and_then(|name| mapper.map(self.field, &name))
+            .and_then(|name| mapper.map(field, &name))
+            .filter(|_| field != Field::ResourceId)
             .and_then(|new| serde_json::to_vec(&new).ok())
             .and_then(|mut new| {
                 if self.keep_length {

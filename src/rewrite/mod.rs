@@ -3,11 +3,13 @@
 
 pub mod body;
 pub mod form;
+pub mod budget;
 pub mod json;
 pub mod multipart;
 pub mod names;
 pub mod path;
 pub mod py;
+pub mod resource_id;
 pub mod restore;
 mod scalar;
 mod scan;

@@ -23,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use memchr::memmem;
 
 use super::concat;
+use super::form::{FieldKind, field_kind};
 use super::json::{JsonRewriter, MAX_NAME_LEN, Profile};
 use super::names::{Names, Place};
 use super::py;
@@ -51,8 +52,8 @@ enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
     Plain,
-    /// A field the gateway reads model names from.
-    Model(Place),
+    /// A field the gateway reads model names (or a managed id) from.
+    Model(FieldKind),
     Batch,
 }
 
@@ -227,9 +228,8 @@ impl MultipartRewriter {
                     match block_end {
                         Some(i) => {
                             let (name, file) = disposition(&rest[..i]);
-                            self.part = match (name.as_deref(), file) {
-                                (Some("model"), false) => Part::Model(Place::Form),
-                                (Some("target_model_names"), false) => Part::Model(Place::Target),
+                            self.part = match (name.as_deref().and_then(field_kind), file) {
+                                (Some(kind), false) => Part::Model(kind),
                                 (_, true) if self.batch_files => Part::Batch,
                                 _ => Part::Plain,
                             };
@@ -305,9 +305,16 @@ impl MultipartRewriter {
     ) {
         match self.part {
             Part::Plain => out.push(data.slice(from..to)),
-            Part::Model(place) => {
+            Part::Model(kind) => {
                 let raw = &data[from..to];
-                match names.map_at(place, &form_text(raw)) {
+                let mapped = match kind {
+                    FieldKind::Names(place) => names.map_at(place, &form_text(raw)),
+                    FieldKind::Id => {
+                        names.check_resource_id(&form_text(raw));
+                        None
+                    }
+                };
+                match mapped {
                     Some(new) => out.push(Bytes::from(new)),
                     None => out.push(data.slice(from..to)),
                 }

@@ -155,14 +155,15 @@ impl Names {
     /// places) each entry of the comma list, stripped as Python strips. A superset of
     /// what any one lookup reads, so no reading of it escapes the check.
     fn check(&mut self, place: Place, name: &str) {
-        if self.verdict.is_some() {
-            return;
-        }
-        if !travels(name) {
+        if self.verdict.is_none() && !travels(name) {
             self.verdict = Some(Verdict::Invalid(name.to_string()));
-            return;
         }
-        if !self.guard {
+        self.check_owner(place, name);
+    }
+
+    /// The guard's half of [`Names::check`].
+    fn check_owner(&mut self, place: Place, name: &str) {
+        if !self.guard || self.verdict.is_some() {
             return;
         }
         let whole = [name, py::strip(name)];
@@ -183,8 +184,15 @@ impl Names {
     /// Checks a name the gateway may read at `place` without mapping it (stretches of a
     /// path that no route maps, but that some lookup may read).
     pub fn check_at(&mut self, place: Place, name: &str) {
-        if self.guard {
-            self.check(place, name);
+        self.check_owner(place, name);
+    }
+
+    /// Checks the model names a managed file or batch id carries (see `resource_id`).
+    pub fn check_resource_id(&mut self, id: &str) {
+        if self.guard && self.verdict.is_none() {
+            for name in super::resource_id::models(id) {
+                self.check_owner(Place::Target, &name);
+            }
         }
     }
 
@@ -285,6 +293,10 @@ impl NameMapper for Names {
             Field::Model => self.map_at(Place::Body, name),
             Field::Fallback => self.map_at(Place::Fallback, name),
             Field::Target => self.map_at(Place::Target, name),
+            Field::ResourceId => {
+                self.check_resource_id(name);
+                None
+            }
         }
     }
 

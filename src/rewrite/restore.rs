@@ -12,6 +12,7 @@
 //!   neither a sent name nor an escape are passed on without being scanned.
 //! - Errors (4xx/5xx): buffered up to [`MAX_BUFFERED`] and every occurrence of a sent
 //!   name is replaced, because gateway error messages quote the model they failed on.
+//!   Buffered bodies also draw on one budget shared by all requests ([`Budget`]).
 //! - Model lists (`GET /v1/models`): see [`models_list`].
 //!
 //! Anything larger than its bound passes through unchanged rather than being held.
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use memchr::{memmem, memrchr};
 
+use super::budget::{Budget, Hold};
 use super::concat;
 use super::json::{Field, JsonRewriter, NameMapper, Profile};
 use crate::mapping::Mapping;
@@ -192,27 +194,29 @@ pub trait Transform {
 
 impl Transform for Pairs {
     /// Replaces every occurrence of a sent name, as it appears inside a JSON string.
+    /// The body is copied only when a name occurs in it (`None`: send it as it is).
     fn apply(&self, body: &[u8]) -> Option<Vec<u8>> {
-        let mut out = body.to_vec();
+        let mut out: Option<Vec<u8>> = None;
         let mut pairs: Vec<&(String, String)> = self.0.iter().collect();
         // Longer names first, so one name that contains another is replaced whole.
         pairs.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         for (sent, requested) in pairs {
             let (from, to) = (json_inner(sent), json_inner(requested));
-            if from.is_empty() || memmem::find(&out, from.as_bytes()).is_none() {
+            let current = out.as_deref().unwrap_or(body);
+            if from.is_empty() || memmem::find(current, from.as_bytes()).is_none() {
                 continue;
             }
-            let mut next = Vec::with_capacity(out.len());
-            let mut rest = &out[..];
+            let mut next = Vec::with_capacity(current.len());
+            let mut rest = current;
             while let Some(i) = memmem::find(rest, from.as_bytes()) {
                 next.extend_from_slice(&rest[..i]);
                 next.extend_from_slice(to.as_bytes());
                 rest = &rest[i + from.len()..];
             }
             next.extend_from_slice(rest);
-            out = next;
+            out = Some(next);
         }
-        Some(out)
+        out
     }
 }
 
@@ -226,19 +230,44 @@ fn json_inner(name: &str) -> String {
         .to_string()
 }
 
-/// A body held whole (up to [`MAX_BUFFERED`]) and transformed at its end.
+/// A body held whole (up to [`MAX_BUFFERED`], within its [`Budget`]) and transformed
+/// at its end.
 pub struct Buffered<T> {
     transform: T,
-    buf: BytesMut,
+    buf: Vec<u8>,
+    /// What `buf`'s allocation, and at the end the transform's copies, take from the
+    /// budget.
+    hold: Hold,
     gave_up: bool,
 }
 
 impl<T: Transform> Buffered<T> {
+    /// A body with no shared budget (bounded only by [`MAX_BUFFERED`]).
     pub fn new(transform: T) -> Buffered<T> {
+        Buffered::within(transform, Budget::unlimited(), None)
+    }
+
+    /// A body drawing on `budget`. With its `length` known (Content-Length), the body
+    /// and its restored copy are taken from the budget at once: a body that cannot have
+    /// them passes unrestored from its first byte, and concurrent bodies never starve
+    /// each other half-way. A body of unknown length takes its bytes as it grows.
+    pub fn within(transform: T, budget: Budget, length: Option<usize>) -> Buffered<T> {
+        let mut hold = Hold::new(budget);
+        let mut buf = Vec::new();
+        let mut gave_up = false;
+        if let Some(n) = length.filter(|&n| n <= MAX_BUFFERED) {
+            if hold.grow_to(2 * n) {
+                buf.reserve_exact(n);
+            } else {
+                hold.budget().count_over();
+                gave_up = true;
+            }
+        }
         Buffered {
             transform,
-            buf: BytesMut::new(),
-            gave_up: false,
+            buf,
+            hold,
+            gave_up,
         }
     }
 
@@ -246,19 +275,60 @@ impl<T: Transform> Buffered<T> {
         if self.gave_up {
             return chunk;
         }
-        self.buf.extend_from_slice(&chunk);
-        if self.buf.len() > MAX_BUFFERED {
-            self.gave_up = true;
-            return self.buf.split().freeze();
+        let len = self.buf.len() + chunk.len();
+        if len > MAX_BUFFERED {
+            return self.give_up(chunk);
         }
+        if !self.make_room(len) {
+            self.hold.budget().count_over();
+            return self.give_up(chunk);
+        }
+        self.buf.extend_from_slice(&chunk);
         if !end {
             return Bytes::new();
         }
-        let body = self.buf.split().freeze();
-        match self.transform.apply(&body) {
-            Some(new) => Bytes::from(new),
-            None => body,
+        let capacity = self.buf.capacity();
+        let body = std::mem::take(&mut self.buf);
+        // The transform writes a body-sized copy. What it returns is still in memory
+        // while it is being sent: the hold lasts until the response ends (on drop).
+        let out = if self.hold.grow_to(capacity + body.len()) {
+            self.transform.apply(&body).map(Bytes::from)
+        } else {
+            self.hold.budget().count_over();
+            None
+        };
+        out.unwrap_or_else(|| Bytes::from(body))
+    }
+
+    /// Grows the buffer's allocation to fit `len` bytes (doubling, so a body in many
+    /// small chunks is not copied again and again), if the budget allows.
+    fn make_room(&mut self, len: usize) -> bool {
+        let cap = self.buf.capacity();
+        if len <= cap {
+            return true;
         }
+        let roomy = len.max(2 * cap).min(MAX_BUFFERED);
+        let want = [roomy, len]
+            .into_iter()
+            .find(|&want| self.hold.grow_to(want));
+        match want {
+            Some(want) => {
+                self.buf.reserve_exact(want - self.buf.len());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops holding: what was held and `chunk` go on unchanged. The bytes stay in the
+    /// budget until the response ends, because they are still in memory while sent.
+    fn give_up(&mut self, chunk: Bytes) -> Bytes {
+        self.gave_up = true;
+        let held = std::mem::take(&mut self.buf);
+        if held.is_empty() {
+            return chunk;
+        }
+        concat(&mut vec![Bytes::from(held), chunk])
     }
 }
 

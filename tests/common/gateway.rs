@@ -83,6 +83,7 @@ type Responder = dyn Fn(&Recorded) -> Reply + Send + Sync;
 pub struct FakeGateway {
     pub addr: SocketAddr,
     recorded: Arc<Mutex<Vec<Recorded>>>,
+    garbage: Arc<AtomicUsize>,
 }
 
 /// The `model` a request body carried, as the gateway saw it.
@@ -109,15 +110,21 @@ impl FakeGateway {
         let recorded = Arc::new(Mutex::new(Vec::new()));
         let rec = recorded.clone();
         let conns = Arc::new(AtomicUsize::new(0));
+        let garbage = Arc::new(AtomicUsize::new(0));
+        let bad = garbage.clone();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let (rec, responder) = (rec.clone(), responder.clone());
+                let (rec, responder, bad) = (rec.clone(), responder.clone(), bad.clone());
                 let id = conns.fetch_add(1, Ordering::SeqCst);
-                thread::spawn(move || serve(stream, id, rec, responder));
+                thread::spawn(move || serve(stream, id, rec, responder, bad));
             }
         });
-        FakeGateway { addr, recorded }
+        FakeGateway {
+            addr,
+            recorded,
+            garbage,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -128,6 +135,13 @@ impl FakeGateway {
         self.recorded.lock().expect("lock").clone()
     }
 
+    /// Connections on which bytes arrived that do not start a request: what a body
+    /// framed wrong leaves behind (a second chunked terminator, a body longer than its
+    /// Content-Length).
+    pub fn garbage(&self) -> usize {
+        self.garbage.load(Ordering::SeqCst)
+    }
+
     pub fn last(&self) -> Recorded {
         self.requests()
             .pop()
@@ -135,11 +149,24 @@ impl FakeGateway {
     }
 }
 
-fn serve(stream: TcpStream, id: usize, rec: Arc<Mutex<Vec<Recorded>>>, responder: Arc<Responder>) {
+fn serve(
+    stream: TcpStream,
+    id: usize,
+    rec: Arc<Mutex<Vec<Recorded>>>,
+    responder: Arc<Responder>,
+    garbage: Arc<AtomicUsize>,
+) {
     let _ = stream.set_nodelay(true);
     let mut writer = stream.try_clone().expect("clone");
     let mut reader = BufReader::new(stream);
     loop {
+        match reader.fill_buf() {
+            Ok([first, ..]) if !first.is_ascii_uppercase() => {
+                garbage.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            _ => {}
+        }
         let Some(req) = read_request(&mut reader, id) else {
             return;
         };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (idempotently) the virtualenv for the end-to-end tests: a real LiteLLM proxy,
-# the openai SDK, pytest and requests, pinned in requirements.txt beside this script.
+# the openai and anthropic SDKs, pytest and requests, pinned in requirements.txt beside this script.
 #
 #   tests/e2e/setup_venv.sh            # prints the venv path on its last line
 #   MODELMAP_E2E_VENV=/some/dir tests/e2e/setup_venv.sh
@@ -82,5 +82,5 @@ log "installing pinned requirements from $req (from PyPI; ~40 s the first time)"
 pins_installed
 echo "$want" > "$stamp"
 log "done in $(( $(date +%s) - start ))s: $("$venv/bin/python" -m pip --disable-pip-version-check freeze 2>/dev/null \
-    | grep -iE '^(litellm|openai|pytest|requests)==' | tr '\n' ' ')"
+    | grep -iE '^(litellm|openai|anthropic|pytest|requests)==' | tr '\n' ' ')"
 echo "$venv"

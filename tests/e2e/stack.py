@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,6 +44,19 @@ INTERNAL_MODEL = "model_name_team-abc_f1c7df87-b987-416b-ba42-757afbcc5395"
 PUBLIC_MODEL_OK = "gpt-4.1-mini"
 INTERNAL_MODEL_OK = "model_name_team-abc_3d9e6b2a-5c41-4f8e-a7b0-c2e19f4d8a63"
 BACKUP_MODEL = "backup-model"
+# Team models for the SDK tests (test_sdk_*.py), one per kind of endpoint, all healthy and
+# all behind the fake provider: {public name: (internal name, upstream model[, provider])}.
+# The upstream name is what the fake provider records. LiteLLM reaches a team deployment
+# from its public name too, so the SDK tests prove the mapping with gateway_recorder.py.
+# Provider "anthropic" makes LiteLLM call the fake provider's Anthropic /v1/messages.
+SDK_TEAM_MODELS = {
+    "text-embedding-3-small": ("model_name_team-abc_0b6f2c1e-7a44-4d0e-9c3b-5e8a1f2d4c60", "team-embed"),
+    "whisper-1": ("model_name_team-abc_6c2d8e4a-1f3b-4a5c-8d7e-9b0a2c4e6f81", "team-whisper"),
+    "gpt-image-1": ("model_name_team-abc_9e1a3c5b-7d2f-4b6e-a8c0-1d3f5b7a9c02", "team-image"),
+    "gpt-realtime": ("model_name_team-abc_2f4b6d8a-0c1e-4f3a-b5d7-e9a1c3b5d7f3", "team-realtime"),
+    "claude-sonnet-4-5": ("model_name_team-abc_7a9c1e3b-5d7f-4a2c-9e4b-6d8f0a2c4e64", "team-claude"),
+    "claude-haiku-4-5": ("model_name_team-abc_4c6e8a0b-2d4f-4b6a-8c0e-3f5a7c9e1b25", "team-anthropic", "anthropic"),
+}
 ALIAS = "AgentX-LLM"
 # What the fake provider sees (LiteLLM strips the "openai/" prefix).
 UPSTREAM_BROKEN = "primary-broken"
@@ -55,6 +69,28 @@ DEFAULT_STARTUP_TIMEOUT = float(os.environ.get("MODELMAP_E2E_STARTUP_TIMEOUT", "
 def master_key_sha256() -> str:
     """How LiteLLM (and modelmap's `keys` table) identify a key: sha256 hex of the whole string."""
     return hashlib.sha256(MASTER_KEY.encode()).hexdigest()
+
+
+def _sdk_model_entries(provider_url: str) -> str:
+    entries = []
+    for public, (internal, upstream, *provider) in SDK_TEAM_MODELS.items():
+        provider = provider[0] if provider else "openai"
+        # LiteLLM appends /v1/messages to an Anthropic api_base, /chat/completions etc. to OpenAI's.
+        api_base = provider_url if provider == "anthropic" else f"{provider_url}/v1"
+        entries.append(
+            f"""\
+  - model_name: {internal}
+    litellm_params:
+      model: {provider}/{upstream}
+      api_base: {api_base}
+      api_key: sk-fake-provider
+      max_retries: 0
+    model_info:
+      team_id: {TEAM_ID}
+      team_public_model_name: {public}
+"""
+        )
+    return "".join(entries)
 
 
 def litellm_config(provider_url: str) -> str:
@@ -86,6 +122,13 @@ model_list:
       api_base: {api_base}
       api_key: sk-fake-provider
       max_retries: 0
+{_sdk_model_entries(provider_url)}
+# /v1/files and /v1/batches without a model (what the openai SDK sends by default) go to
+# the provider named by custom_llm_provider (default openai) with these settings.
+files_settings:
+  - custom_llm_provider: openai
+    api_base: {api_base}
+    api_key: sk-fake-provider
 
 router_settings:
   # Keyed by the internal name, as LiteLLM stores team-model fallbacks.
@@ -98,6 +141,8 @@ router_settings:
   allowed_fails: 1000
 
 litellm_settings:
+  # Records the model name LiteLLM routes on (gateway_recorder.py, copied beside this file).
+  callbacks: gateway_recorder.recorder
   num_retries: 0
   request_timeout: 30
   telemetry: false
@@ -105,6 +150,10 @@ litellm_settings:
 general_settings:
   master_key: {MASTER_KEY}
 """
+
+
+def _sdk_mapping_entries() -> str:
+    return "\n".join(f"      {public}: {internal}" for public, (internal, *_) in SDK_TEAM_MODELS.items())
 
 
 def mapping_yaml() -> str:
@@ -116,6 +165,7 @@ teams:
     models:
       {PUBLIC_MODEL}: {INTERNAL_MODEL}
       {PUBLIC_MODEL_OK}: {INTERNAL_MODEL_OK}
+{_sdk_mapping_entries()}
 aliases:
   {ALIAS}: {BACKUP_MODEL}
 keys:
@@ -283,6 +333,8 @@ class Stack:
         self.admin_url: str | None = None
         self.litellm_config_path = self.workdir / "litellm_config.yaml"
         self.mapping_path = self.workdir / "mapping.yaml"
+        # One JSON line per request LiteLLM is about to route: {"call_type", "model"}.
+        self.gateway_log_path = self.workdir / "gateway_models.jsonl"
 
     # -- provider --
     def start_provider(self, timeout: float = 15.0) -> str:
@@ -310,6 +362,9 @@ class Stack:
                 f"that venv's python (or set MODELMAP_E2E_LITELLM)."
             )
         self.litellm_config_path.write_text(litellm_config(self.provider_url))
+        # LiteLLM imports config callbacks from the config file's directory.
+        shutil.copyfile(HERE / "gateway_recorder.py", self.workdir / "gateway_recorder.py")
+        self.gateway_log_path.touch()
         port = free_port()
         svc = self._add(
             Service(
@@ -324,6 +379,7 @@ class Stack:
                     "PYTHONUNBUFFERED": "1",
                     # A DATABASE_URL from the environment would turn on DB mode (even empty).
                     "DATABASE_URL": None,
+                    "MODELMAP_E2E_GATEWAY_LOG": str(self.gateway_log_path),
                 },
             )
         )

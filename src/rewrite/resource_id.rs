@@ -1,0 +1,138 @@
+//! Model names hidden inside LiteLLM's managed file and batch ids.
+//!
+//! LiteLLM hands out file and batch ids that carry the model they belong to, base64url
+//! encoded: `file-`/`batch_` + base64 of `litellm:…;model,{name};…`, or base64 of
+//! `litellm_proxy:…;target_model_names,{a},{b};…`. When such an id comes back (a body's
+//! `file_id`, `input_file_id`, …, or a path segment), the gateway decodes it and
+//! authorizes and routes on the names inside (`decode_model_from_file_id`,
+//! `get_models_from_unified_file_id`). A caller can write such an id itself, so the
+//! guard reads the names out the same way. Ids are never rewritten: they name files the
+//! gateway created.
+
+use super::py;
+
+/// Body fields LiteLLM reads managed ids from (`_MODEL_ROUTING_ID_FIELDS`).
+pub const ID_FIELDS: [&str; 11] = [
+    "file_id",
+    "input_file_id",
+    "output_file_id",
+    "error_file_id",
+    "batch_id",
+    "fine_tuning_job_id",
+    "training_file",
+    "validation_file",
+    "vector_store_id",
+    "video_id",
+    "character_id",
+];
+
+/// Python's `base64.urlsafe_b64decode` after LiteLLM re-pads the id: characters outside
+/// the alphabet are discarded (Python's non-validating decode), decoding stops at
+/// padding. A superset reading: whatever Python decodes, this decodes too.
+fn b64decode(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in s.bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            b'=' => break,
+            _ => continue,
+        };
+        acc = acc << 6 | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// The text after `marker` up to the next `;`, for every occurrence of `marker`.
+fn fields<'a>(text: &'a str, marker: &'a str) -> impl Iterator<Item = &'a str> {
+    text.match_indices(marker).map(move |(at, _)| {
+        let rest = &text[at + marker.len()..];
+        &rest[..rest.find(';').unwrap_or(rest.len())]
+    })
+}
+
+/// Every model name the gateway may read from `id`: a superset of LiteLLM's readings
+/// (`decode_model_from_file_id`, `get_models_from_unified_file_id`,
+/// `get_model_id_from_unified_batch_id`, `parse_unified_id`, the video and character id
+/// decoders). The id is read as it is (`parse_unified_id` takes an undecoded
+/// `litellm_proxy:…` too) and base64-decoded whole and after any prefix (`file-`,
+/// `batch_`, `video_`, …). A `model_id` is resolved by the gateway through its router,
+/// and kept as it is when it names no deployment id: so it is checked as a name too.
+pub fn models(id: &str) -> Vec<String> {
+    let after = |sep: char| id.split_once(sep).map(|(_, rest)| rest);
+    let decoded: Vec<String> = [Some(id), after('-'), after('_')]
+        .into_iter()
+        .flatten()
+        .map(|c| String::from_utf8_lossy(&b64decode(c)).into_owned())
+        .collect();
+    let mut out = Vec::new();
+    for text in std::iter::once(id).chain(decoded.iter().map(String::as_str)) {
+        if !text.contains("model") {
+            continue;
+        }
+        for marker in [";model,", "model_id:", "model_id,"] {
+            out.extend(fields(text, marker).map(|n| py::strip(n).to_string()));
+        }
+        for list in fields(text, "target_model_names,") {
+            out.extend(py::list(list).map(str::to_string));
+        }
+    }
+    out.retain(|n| !n.is_empty());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in s.as_bytes().chunks(3) {
+            let n =
+                chunk.iter().fold(0u32, |a, &b| a << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+            for i in 0..=chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn names_inside_managed_ids_are_found() {
+        let file = format!(
+            "file-{}",
+            b64("litellm:application/jsonl;model, model_name_u_2 ;x")
+        );
+        assert_eq!(models(&file), ["model_name_u_2"]);
+        let unified =
+            b64("litellm_proxy:application/octet-stream;unified_id,1;target_model_names,a, b");
+        assert_eq!(models(&unified), ["a", "b"]);
+        let noisy: String = b64("litellm:x;model,m")
+            .chars()
+            .flat_map(|c| [c, '!'])
+            .collect();
+        assert_eq!(
+            models(&noisy),
+            ["m"],
+            "Python drops characters outside the alphabet"
+        );
+        assert!(models("file-abc123").is_empty());
+        let batch = b64("litellm_proxy;model_id:model_name_u_2;llm_batch_id:batch_1");
+        assert_eq!(models(&batch), ["model_name_u_2"]);
+        assert_eq!(
+            models("litellm_proxy:vector_store;unified_id,1;target_model_names,m"),
+            ["m"],
+            "an id LiteLLM reads undecoded"
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! The benchmark's verdict (bench/report.py, which bench/run.sh --smoke relies on): a
+//! run in which a hop served nothing or had errors fails, however good the rest looks.
+
+use std::process::Command;
+
+const HEADER: &str = "kind\thop\tsize\tround\trequests\tseconds\tp50_us\tp99_us\tmean_us\tcpu_s\tpeak_kib\tmock_cpu_s\terrors\n";
+const HOPS: [&str; 5] = ["direct", "nginx", "njs", "pingora", "modelmap"];
+
+/// Results of a smoke run in which every hop answered, except as `edit` changes a row.
+fn results(edit: impl Fn(&str, &str, &str) -> Option<(u32, u32)>) -> String {
+    let mut out = HEADER.to_string();
+    for hop in HOPS {
+        for kind in ["load", "latency"] {
+            for size in ["1k", "1m"] {
+                let (requests, errors) = edit(kind, hop, size).unwrap_or((1000, 0));
+                out.push_str(&format!(
+                    "{kind}\t{hop}\t{size}\t1\t{requests}\t1\t100\t200\t120\t0.5\t10000\t0.2\t{errors}\n"
+                ));
+            }
+        }
+        let (events, _) = edit("sse", hop, "sse").unwrap_or((40, 0));
+        out.push_str(&format!(
+            "sse\t{hop}\tsse\t1\t{events}\t0\t100\t200\t120\t0\t0\t0\t0\n"
+        ));
+    }
+    out
+}
+
+/// Runs the report on `results`; its exit status and output.
+fn report(results: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (r, m) = (
+        dir.path().join("results.tsv"),
+        dir.path().join("memory.tsv"),
+    );
+    std::fs::write(&r, results).expect("write");
+    std::fs::write(&m, "hop\tuploads\tsize\tidle_kib\tpeak_kib\tseconds\n").expect("write");
+    let out = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/report.py"))
+        .args([&r, &m])
+        .arg("--smoke")
+        .output()
+        .expect("python3 runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn a_run_where_every_hop_served_passes() {
+    let (ok, out) = report(&results(|_, _, _| None));
+    assert!(ok, "{out}");
+    assert!(!out.contains("FAILED"), "{out}");
+}
+
+#[test]
+fn a_hop_at_zero_requests_per_second_fails_the_run() {
+    let (ok, out) = report(&results(|kind, hop, size| {
+        (kind == "load" && hop == "modelmap" && size == "1m").then_some((0, 0))
+    }));
+    assert!(!ok, "a dead hop must fail the run:\n{out}");
+    assert!(
+        out.contains("FAILED: load modelmap 1m round 1: 0 requests"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_hop_with_errors_or_no_stream_events_fails_the_run() {
+    let (ok, out) = report(&results(|kind, hop, _| {
+        (kind == "latency" && hop == "nginx").then_some((900, 3))
+    }));
+    assert!(!ok && out.contains("3 errors"), "{out}");
+    let (ok, out) = report(&results(|kind, hop, _| {
+        (kind == "sse" && hop == "pingora").then_some((0, 0))
+    }));
+    assert!(
+        !ok && out.contains("sse pingora sse round 1: 0 events"),
+        "{out}"
+    );
+}
