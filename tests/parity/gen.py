@@ -103,8 +103,9 @@ class Req:
 
 # ---------------------------------------------------------------------------------
 # Pieces
-PY_WS = ["\u001c", "\u001d", "\u001e", "\u001f", "\u0085", "\u00a0", "\u2003", "\u3000", "\u2028", "\t", " ", "\x0b", "\x0c"]
-NOT_WS = ["\u200b", "\ufeff"]  # Python's strip() keeps these: the name is then another name
+PY_WS = ["\u001c", "\u001d", "\u001e", "\u001f", "\u0085", "\u00a0", "\u2003", "\u3000", "\u2028", "\t", " ", "\x0b", "\x0c",
+         "\r", "\n", "\r\n"]
+NOT_WS = ["\u200b", "\ufeff", "\u0000", "\u0001", "\u007f"]  # strip() keeps these: the name is then another one
 
 JSON_ROUTES = [
     "/v1/chat/completions",
@@ -323,7 +324,10 @@ def pct(s: str, g: G, all_chars: bool = False) -> str:
     out = []
     for b in s.encode("utf-8"):
         c = chr(b)
-        if all_chars or b >= 0x80 or c in " ,&#%+=;?/" or g.r.random() < 0.25:
+        raw_ctl = 0x0B <= b <= 0x0C or 0x1C <= b <= 0x1F
+        if (b < 0x21 or b == 0x7F) and not (raw_ctl and g.r.random() < 0.1):
+            out.append("%%%02X" % b)
+        elif all_chars or b >= 0x80 or c in " ,&#%+=;?/" or g.r.random() < 0.25:
             out.append("%%%02X" % b if g.r.random() < 0.5 else "%%%02x" % b)
         else:
             out.append(c)
@@ -334,7 +338,7 @@ def pct_path(s: str, g: G) -> str:
     out = []
     for b in s.encode("utf-8"):
         c = chr(b)
-        if b >= 0x80 or c in " %?#" or g.r.random() < 0.2:
+        if b >= 0x80 or b < 0x21 or b == 0x7F or c in " %?#" or g.r.random() < 0.2:
             out.append("%%%02X" % b)
         else:
             out.append(c)
@@ -494,7 +498,7 @@ def gen_header(g: G, key: str) -> Req:
     name = g.payload(key)
     hn = g.pick(["x-litellm-model", "X-LiteLLM-Model", "X-LITELLM-MODEL"])
     hv = g.value(name).encode("utf-8")
-    if any(b in hv for b in (b"\r", b"\n", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")) or len(hv) > 4000:
+    if any(b < 0x20 or b == 0x7F for b in hv) or len(hv) > 4000:
         hv = name.encode()
     headers = [g.auth_header(key)]
     if g.r.random() < 0.3:  # LiteLLM takes the first of repeated headers

@@ -162,7 +162,7 @@ async def _record_http(request: Request):
         rec["oracle_error"] = "".join(traceback.format_exception_only(type(e), e))[:500]
         rec.setdefault("names", [])
     _store(pid, rec)
-    raise ParityDone()
+    raise ParityDone(rec["names"][0] if rec["names"] else None)
 
 
 async def _record_ws(websocket: WebSocket):
@@ -182,7 +182,13 @@ async def _record_ws(websocket: WebSocket):
 
 
 async def _parity_done(request, exc):  # noqa: ARG001
-    return JSONResponse({"parity": "recorded"}, status_code=200)
+    """Answer like a served request: LiteLLM stamps the model it served on the JSON body
+    and on `x-litellm-model-group`, so modelmap's response restoring runs too."""
+    model = exc.args[0] if exc.args else None
+    headers = {}
+    if isinstance(model, str) and model and all(0x20 <= ord(c) < 0x7F for c in model):
+        headers["x-litellm-model-group"] = model
+    return JSONResponse({"parity": "recorded", "model": model}, status_code=200, headers=headers)
 
 
 app = proxy_server.app

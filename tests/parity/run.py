@@ -303,6 +303,9 @@ def run_once(reqs: list[gen.Req], mm_port: int, ctl: int, deadline: float, tap: 
             bad = gen.forbidden(names, r.key)
             o["ok"] = not bad
             o["why"] = f"oracle saw {bad}" if bad else ("forwarded" if not modelmap_refusal(st, body) else "forwarded")
+            if not bad and st is not None and st >= 500 and not any(rec.get("no_auth_dependency") for rec in recs):
+                o["ok"] = False
+                o["why"] = f"the gateway served it (answered 200) but modelmap answered {st}"
             if len(recs) > 1:
                 o["note"] = f"{len(recs)} requests reached the oracle under this id"
         elif modelmap_refusal(st, body):
@@ -334,12 +337,60 @@ def run_once(reqs: list[gen.Req], mm_port: int, ctl: int, deadline: float, tap: 
     return outcomes, skipped
 
 
+def replay_refused(outs: list[dict], oracle_port: int, ctl: int) -> None:
+    """Send what modelmap refused straight to the oracle, to learn what LiteLLM would have
+    read: a refusal is needed when that holds a forbidden name, and costs a legitimate
+    request when it holds only names the caller may use (over-refusal, reported)."""
+    refused = [o for o in outs if o.get("why") == "refused by modelmap"]
+    if not refused:
+        return
+    get(f"http://127.0.0.1:{ctl}/reset")
+    direct = []
+    for o in refused:
+        r = o["req"]
+        d = gen.Req(r.family, r.desc, r.key, r.method, r.target, r.headers, r.body, r.framing, r.pid + "-direct")
+        direct.append((o, d))
+    with cf.ThreadPoolExecutor(WORKERS) as ex:
+        list(ex.map(lambda od: send(oracle_port, od[1].raw()), direct))
+    time.sleep(0.2)
+    status, data = get(f"http://127.0.0.1:{ctl}/records", timeout=10)
+    records = json.loads(data) if status == 200 else {}
+    for o, d in direct:
+        recs = records.get(d.pid, [])
+        names = [n for rec in recs for n in rec.get("names", [])]
+        needed = [n for n in gen.forbidden(names, d.key) if not (d.key == gen.KEY_OWN and n in gen.OWN_PUBLIC)]
+        o["direct_names"] = names
+        if not recs:
+            o["refusal"] = "uvicorn itself refuses it"
+        elif needed:
+            o["refusal"] = "needed"
+        elif any(rec.get("litellm_rejects") for rec in recs):
+            o["refusal"] = "LiteLLM rejects it too"
+        elif d.key == gen.KEY_OWN and any(n in gen.OWN_PUBLIC for n in names):
+            o["refusal"] = "over: an own public name modelmap could have mapped"
+        else:
+            o["refusal"] = "over: only names this caller may use"
+
+
 def short_record(recs: list[dict]) -> str:
     keep = ("path", "route", "template", "names", "auth", "fallbacks", "handler_params", "litellm_rejects", "body_keys",
             "no_auth_dependency", "status", "oracle_error")
     out = [{k: rec[k] for k in keep if k in rec} for rec in recs]
     s = json.dumps(out, ensure_ascii=False)
     return s if len(s) < 1500 else s[:1500] + "…"
+
+
+def _kind(o: dict) -> str:
+    why = o["why"]
+    if why.startswith("modelmap's upstream framing"):
+        return "upstream framing: " + why.split(": ", 2)[-1].split(":")[0][:60]
+    if why.startswith("oracle saw"):
+        r = o["req"]
+        who = "t-own key" if r.key == gen.KEY_OWN else "team-less key"
+        what = "own public name unmapped" if any(n in gen.OWN_PUBLIC for n in re.findall(r"'([^']+)'", why)) \
+            else "another team's internal name"
+        return f"{who}: {what} reached LiteLLM"
+    return why.split(" (")[0][:80]
 
 
 def write_reports(all_runs: dict[str, list[dict]], report: Path, md: Path | None, meta: str) -> None:
@@ -354,11 +405,32 @@ def write_reports(all_runs: dict[str, list[dict]], report: Path, md: Path | None
         totals = collections.Counter(o["req"].family for o in outs)
         md_lines.append(f"## {label}: {len(outs) - len(fails)} passed, {len(fails)} failed")
         md_lines.append("")
-        md_lines.append("| family | failed / run |")
-        md_lines.append("| --- | --- |")
+        refused = collections.Counter(o["req"].family for o in outs if o.get("why") == "refused by modelmap")
+        md_lines.append("| family | failed | refused by modelmap | run |")
+        md_lines.append("| --- | --- | --- | --- |")
         for fam in sorted(totals):
-            md_lines.append(f"| {fam} | {len(by_fam.get(fam, []))} / {totals[fam]} |")
+            md_lines.append(f"| {fam} | {len(by_fam.get(fam, []))} | {refused.get(fam, 0)} | {totals[fam]} |")
         md_lines.append("")
+        refusals = collections.Counter(o["refusal"] for o in outs if "refusal" in o)
+        if refusals:
+            md_lines.append("Refusals, replayed straight to the oracle: " + "; ".join(f"{k} ×{c}" for k, c in refusals.most_common()))
+            md_lines.append("")
+            over = [o for o in outs if o.get("refusal", "").startswith("over")]
+            over_fam = collections.defaultdict(list)
+            for o in over:
+                over_fam[o["req"].family].append(o)
+            if over_fam:
+                md_lines.append("Over-refusals (not failures: fail-closed is allowed; each costs a request LiteLLM would have served), one example per family:")
+                md_lines.append("")
+                for fam in sorted(over_fam):
+                    ex = min(over_fam[fam], key=lambda o: len(o["req"].raw()))
+                    md_lines.append(f"- {fam} ×{len(over_fam[fam])}: {ex['req'].desc}; LiteLLM would read {ex['direct_names'][:4]}; "
+                                    f"modelmap said `{ex['body'][:160]!r}`; request `{ex['req'].raw()[:400]!r}`")
+                md_lines.append("")
+        kinds = collections.Counter(_kind(o) for o in fails)
+        if kinds:
+            md_lines.append("Disagreements by kind: " + "; ".join(f"{k} ×{c}" for k, c in kinds.most_common()))
+            md_lines.append("")
         for fam in sorted(by_fam):
             fl = by_fam[fam]
             ex = min(fl, key=lambda o: len(o["req"].raw()) if o["req"].method != "?" else 0)
@@ -426,6 +498,8 @@ def main() -> int:
             t = time.monotonic()
             outs, skipped = run_once(reqs, mm_port, ctl, deadline - 15, tap)
             skipped_total += skipped
+            if h == impls[0]:
+                replay_refused(outs, port, ctl)
             runs[f"guard on, uvicorn {h}"] = outs
             print(f"parity: {h}: {sum(o['ok'] for o in outs)} passed, {sum(not o['ok'] for o in outs)} failed, "
                   f"{skipped} skipped, {time.monotonic() - t:.1f}s", file=sys.stderr)
