@@ -1,5 +1,5 @@
 //! The admin server: `/metrics` (Prometheus text), `/healthz` (the process answers) and
-//! `/readyz` (a mapping has been applied). It runs on its own port so scrapes and probes
+//! `/readyz` (a mapping has been applied; the body says which sources work). It runs on its own port so scrapes and probes
 //! never queue behind proxied traffic.
 
 use std::sync::Arc;
@@ -37,12 +37,15 @@ impl ServeHttp for Admin {
                 self.metrics.render(),
             ),
             "/healthz" => reply(StatusCode::OK, text, b"ok\n".to_vec()),
-            "/readyz" if self.store.ready() => reply(StatusCode::OK, text, b"ready\n".to_vec()),
-            "/readyz" => reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                text,
-                b"not ready: no valid mapping has been loaded yet\n".to_vec(),
-            ),
+            "/readyz" => {
+                let (ready, why) = self.store.readiness();
+                let status = if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                reply(status, text, why.into_bytes())
+            }
             _ => reply(
                 StatusCode::NOT_FOUND,
                 text,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use http::HeaderName;
 
+use crate::discover::database::Database;
 use crate::mapping::KeyDigest;
 
 #[derive(Debug, Parser)]
@@ -32,9 +33,19 @@ pub enum Command {
     /// Run the proxy (the default when no command is given).
     Serve(Box<ServeArgs>),
     /// Validate a mapping file offline; exit 0 if it would be applied, 1 with the reasons if not.
+    /// With `--database-url` or `--config`, also exit 1 on stale entries (internal names
+    /// the gateway does not have) and missing ones (gateway team models the file does not map).
     Check {
         /// The mapping file to check.
         file: PathBuf,
+        #[command(flatten)]
+        gateway: GatewaySources,
+    },
+    /// Print the mapping the gateway implies (YAML, each model commented with its id and
+    /// creation time), from LiteLLM's database and/or config file.
+    Discover {
+        #[command(flatten)]
+        gateway: GatewaySources,
     },
     /// Show which rules map a model name, and to what.
     Explain(ExplainArgs),
@@ -66,6 +77,20 @@ pub struct ExplainArgs {
     pub identity_timeout: Duration,
     /// The requested model name (a comma-separated list is resolved name by name).
     pub model: String,
+}
+
+/// Where `check` and `discover` read the gateway's team models.
+#[derive(Debug, Clone, Args)]
+pub struct GatewaySources {
+    /// LiteLLM's Postgres database (postgresql://user:password@host:port/db).
+    #[arg(long, env = "MODELMAP_DISCOVER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// LiteLLM's config.yaml (team models declared in its model_list).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Longest wait for the database (connect and queries together).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -160,6 +185,19 @@ pub struct ServeArgs {
     /// `--guard=false` turns it off.
     #[arg(long, env = "MODELMAP_GUARD", default_value_t = true, action = ArgAction::Set)]
     pub guard: bool,
+    /// Discover team models from LiteLLM's Postgres database (a URL; a read-only role
+    /// is enough, see docs/discovery.md). Off unless set.
+    #[arg(long, env = "MODELMAP_DISCOVER_DATABASE_URL", hide_env_values = true)]
+    pub discover_database: Option<String>,
+    /// Discover team models from LiteLLM's config.yaml (watched like the mapping file).
+    #[arg(long, env = "MODELMAP_DISCOVER_CONFIG")]
+    pub discover_config: Option<PathBuf>,
+    /// How often the database is read.
+    #[arg(long, env = "MODELMAP_DISCOVER_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub discover_interval: Duration,
+    /// Longest a database round may take (connect and queries); a slower one fails.
+    #[arg(long, env = "MODELMAP_DISCOVER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub discover_timeout: Duration,
 }
 
 /// A size in bytes: a whole number with an optional binary unit (`B`, `KiB`, `MiB`,
@@ -289,6 +327,7 @@ pub struct Settings {
     pub upstream: Upstream,
     pub trusted_team_header: Option<HeaderName>,
     pub master_key: Option<KeyDigest>,
+    pub discover_database: Option<Database>,
 }
 
 /// Whether two listening addresses would claim the same socket: the same port on the
@@ -375,11 +414,36 @@ impl Settings {
                 reason: "a lookup needs some time".into(),
             });
         }
+        for (flag, value) in [
+            ("discover-interval", args.discover_interval),
+            ("discover-timeout", args.discover_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid {
+                    flag,
+                    value: "0s".into(),
+                    reason: "must be more than zero".into(),
+                });
+            }
+        }
+        let discover_database = args
+            .discover_database
+            .as_deref()
+            .map(|url| {
+                Database::parse(url, args.discover_timeout).map_err(|e| ConfigError::Invalid {
+                    flag: "discover-database",
+                    // The URL holds a password: never echo it.
+                    value: "<url>".into(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
         Ok(Settings {
             args,
             upstream,
             trusted_team_header,
             master_key,
+            discover_database,
         })
     }
 }

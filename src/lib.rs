@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod discover;
 pub mod error;
 pub mod explain;
 pub mod identity;

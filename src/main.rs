@@ -1,9 +1,10 @@
-//! The `modelmap` command: serve (default), check, explain.
+//! The `modelmap` command: serve (default), check, explain, discover.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use modelmap::config::{Cli, Command, ExplainArgs, ServeArgs, Settings, Upstream};
+use modelmap::discover;
 use modelmap::explain::{self, Who};
 use modelmap::identity::{Answer, Gateway, KeyHash, LookupError};
 use modelmap::mapping::Mapping;
@@ -18,14 +19,38 @@ fn main() -> ExitCode {
     match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
-        Some(Command::Check { file }) => match explain::check(&file) {
-            Ok(summary) => {
+        Some(Command::Check { file, gateway }) => match explain::check(&file) {
+            Ok(summary) if gateway.database_url.is_none() && gateway.config.is_none() => {
                 println!("{summary}");
                 ExitCode::SUCCESS
             }
+            Ok(summary) => match discover::cli::check(&file, summary, &gateway) {
+                Ok((report, clean)) => {
+                    print!("{report}");
+                    if clean {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            },
             Err(e) => {
                 eprintln!("{}", e.report());
                 ExitCode::FAILURE
+            }
+        },
+        Some(Command::Discover { gateway }) => match discover::cli::discover(&gateway) {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_CONFIG)
             }
         },
         Some(Command::Explain(args)) => {

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub unreadable: IntCounterVec,
     pub restore_buffered: IntGauge,
     pub restore_over_budget: IntCounter,
+    /// Discovery of team models from the gateway (`discover`).
+    pub discovery: crate::discover::metrics::DiscoveryMetrics,
     /// The per-request series, each looked up once: `with_label_values` hashes its
     /// labels and takes a lock on every call.
     series: Series,
@@ -206,6 +208,7 @@ impl Metrics {
             )?,
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let discovery = crate::discover::metrics::DiscoveryMetrics::new(&registry)?;
         Ok(Metrics {
             registry,
             requests,
@@ -223,6 +226,7 @@ impl Metrics {
             unreadable,
             restore_buffered,
             restore_over_budget,
+            discovery,
             series: Series::default(),
         })
     }

@@ -1,4 +1,5 @@
-//! Assembles the Pingora server: the proxy, the admin server and the mapping watcher,
+//! Assembles the Pingora server: the proxy, the admin server, the mapping watcher and
+//! discovery (when configured),
 //! sharing one store and one metrics registry. `main` runs it until a signal; tests run
 //! it on a thread and stop it through [`Running`].
 
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::admin::Admin;
 use crate::config::Settings;
+use crate::discover::service::Plan;
 use crate::metrics::Metrics;
 use crate::proxy::ModelMap;
 use crate::store::{Reload, Store};
@@ -71,7 +73,11 @@ pub fn build(settings: Settings) -> Result<Parts, StartError> {
         ("admin", &settings.args.admin),
     ])?;
     let metrics = Arc::new(Metrics::new()?);
-    let store = Arc::new(Store::new(settings.args.mapping.clone(), metrics.clone()));
+    let discovery = Plan::new(&settings);
+    let store = Arc::new(
+        Store::new(settings.args.mapping.clone(), metrics.clone())
+            .with_discovery(discovery.sources()),
+    );
     if let Reload::Failed(_) = store.reload(false) {
         tracing::warn!("starting without a mapping: not ready until the file is valid");
     }
@@ -123,6 +129,7 @@ pub fn build(settings: Settings) -> Result<Parts, StartError> {
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(watcher);
+    server.add_services(discovery.services(&store, &metrics));
     tracing::info!(%listen, admin = %admin_addr, "modelmap listening");
     Ok(Parts {
         server,

@@ -1,4 +1,5 @@
-//! Hot reload of the mapping file.
+//! Hot reload of the mapping file (and of any other watched file, such as LiteLLM's
+//! config for discovery: the same machinery through [`Watched`]).
 //!
 //! The file's *directory* is watched, not the file: editors replace files by renaming
 //! over them, and Kubernetes updates a mounted ConfigMap by writing a new timestamped
@@ -35,8 +36,25 @@ const POLL: Duration = Duration::from_secs(10);
 /// A burst of events longer than this still reloads.
 const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 
+/// A file the watcher keeps applied.
+pub trait Watched: Send + Sync + 'static {
+    fn path(&self) -> &Path;
+    /// Reads the file and applies it if it changed (always, when `force`). Blocking.
+    fn reload(&self, force: bool);
+}
+
+impl Watched for Store {
+    fn path(&self) -> &Path {
+        Store::path(self)
+    }
+
+    fn reload(&self, force: bool) {
+        Store::reload(self, force);
+    }
+}
+
 pub struct MappingWatcher {
-    pub store: Arc<Store>,
+    pub store: Arc<dyn Watched>,
     pub debounce: Duration,
 }
 
@@ -106,6 +124,10 @@ impl MappingWatcher {
 impl BackgroundService for MappingWatcher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let (_watcher, mut events) = self.start_notify();
+        // A change made between the first load and the watch being armed raised no
+        // event: look once now (unchanged content is skipped), not at the first poll.
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.reload(false)).await;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut poll = tokio::time::interval(POLL);
         poll.tick().await;
@@ -117,7 +139,7 @@ impl BackgroundService for MappingWatcher {
                     false
                 }
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                    tracing::info!("SIGHUP: reloading the mapping");
+                    tracing::info!(path = %self.store.path().display(), "SIGHUP: reloading");
                     true
                 }
                 _ = poll.tick() => false,

@@ -584,6 +584,14 @@ def scrape_modelmap(report, binary, work):
         "aliases:\n  AgentX-LLM: openrouter/qwen/qwen3.5-flash-02-23\n"
         f"keys:\n  {digest}: team-check\n"
     )
+    # A LiteLLM config with one team model, so discovery's series exist too.
+    litellm_config = work / "litellm-config.yaml"
+    litellm_config.write_text(
+        "model_list:\n"
+        "  - model_name: model_name_team-check_0000\n"
+        "    litellm_params: {model: openai/x}\n"
+        "    model_info: {team_id: team-check, team_public_model_name: gpt-4.1}\n"
+    )
     listen, admin = free_port(), free_port()
     log = open(work / "modelmap.log", "w")
     proc = subprocess.Popen(
@@ -593,6 +601,7 @@ def scrape_modelmap(report, binary, work):
             "--admin", f"127.0.0.1:{admin}",
             "--upstream", f"http://127.0.0.1:{gateway.server_address[1]}",
             "--mapping", str(mapping),
+            "--discover-config", str(litellm_config),
             "--shutdown-timeout", "5s",
         ],
         stdout=log,

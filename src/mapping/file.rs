@@ -1,8 +1,10 @@
-//! The mapping file format (version 1) and its validation.
+//! The mapping file format (version 1): YAML text to a [`Draft`].
 //!
-//! The file is YAML (JSON is valid YAML). Every problem found is reported, not only the
-//! first, each with the line it is on, so an operator can fix a file in one pass.
-//! A file with any problem is rejected whole: a partial mapping is never produced.
+//! The file is YAML (JSON is valid YAML). Syntax errors and an unsupported version are
+//! reported here with their line; everything else (names, patterns, chains, owners,
+//! keys) is checked by `validate`, which reports every problem, not only the first,
+//! so an operator can fix a file in one pass. A file with any problem is rejected
+//! whole: a partial mapping is never produced.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,12 +12,13 @@ use std::fmt;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::{KeyDigest, Mapping, RuleSet};
+use super::draft::{Draft, DraftTeam, Entry};
 
 /// One problem in a mapping file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issue {
-    /// 1-based line, or 0 when the parser could not tell.
+    /// 1-based line, or 0 when the parser could not tell (or the entry came from
+    /// discovery rather than from the file).
     pub line: u64,
     pub message: String,
 }
@@ -110,98 +113,24 @@ struct TeamV1 {
     models: Option<BTreeMap<String, Spanned<String>>>,
 }
 
-struct Checker {
-    issues: Vec<Issue>,
+fn entries(map: Option<BTreeMap<String, Spanned<String>>>) -> BTreeMap<String, Entry> {
+    map.unwrap_or_default()
+        .into_iter()
+        .map(|(from, to)| {
+            let line = to.referenced.line();
+            (
+                from,
+                Entry {
+                    target: to.value,
+                    line,
+                },
+            )
+        })
+        .collect()
 }
 
-impl Checker {
-    fn fail(&mut self, line: u64, message: String) {
-        self.issues.push(Issue { line, message });
-    }
-
-    /// Adds `from -> to` to `rules` if both names are well formed.
-    fn rule(&mut self, rules: &mut RuleSet, scope: &str, from: &str, to: &Spanned<String>) {
-        let line = to.referenced.line();
-        let target = to.value.as_str();
-        let mut ok = true;
-        for (what, name) in [("name", from), ("target", target)] {
-            if let Some(problem) = name_problem(name) {
-                self.fail(line, format!("{scope} {what} {name:?}: {problem}"));
-                ok = false;
-            }
-        }
-        if target.contains('*') {
-            self.fail(
-                line,
-                format!("{scope} {from:?}: target {target:?} may not contain '*' (targets are literal names)"),
-            );
-            ok = false;
-        }
-        let stars = from.matches('*').count();
-        if stars > 1 {
-            self.fail(
-                line,
-                format!("{scope} {from:?}: a pattern may contain one '*', this one has {stars}"),
-            );
-            ok = false;
-        }
-        if !ok {
-            return;
-        }
-        if stars == 1 {
-            rules.insert_pattern(from.to_string(), target.to_string());
-        } else {
-            rules.insert_exact(from.to_string(), target.to_string());
-        }
-    }
-
-    /// Rejects a rule set in which a target would be mapped again to something else.
-    fn chains(&mut self, rules: &RuleSet, scope: &str, lines: &BTreeMap<String, Spanned<String>>) {
-        for (from, to) in lines {
-            if let Some(next) = rules.lookup(&to.value)
-                && next.target != to.value
-            {
-                self.fail(
-                    to.referenced.line(),
-                    format!(
-                        "{scope} {from:?} -> {:?} is mapped again by {:?} -> {:?}; \
-                         chains are not followed, map {from:?} to the final name",
-                        to.value, next.key, next.target
-                    ),
-                );
-            }
-        }
-    }
-}
-
-/// Why a name cannot be a model name, if it cannot.
-fn name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("is empty")
-    } else if name.trim() != name {
-        Some("has leading or trailing white space")
-    } else if name.contains(',') {
-        Some("contains ',' (a comma separates models in one request)")
-    } else if name.chars().any(char::is_control) {
-        Some("contains a control character")
-    } else {
-        None
-    }
-}
-
-fn parse_digest(hex: &str) -> Option<KeyDigest> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-        let text = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(out)
-}
-
-pub(super) fn parse(text: &str, origin: &str) -> Result<Mapping, MappingError> {
+/// Parses mapping text into a draft; `origin` names it in errors.
+pub(super) fn draft(text: &str, origin: &str) -> Result<Draft, MappingError> {
     let invalid = |issues| MappingError::Invalid {
         origin: origin.to_string(),
         issues,
@@ -219,91 +148,28 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Mapping, MappingError> {
             message: yaml_problem(&e),
         }])
     })?;
-
-    let mut check = Checker { issues: Vec::new() };
     if file.version.value != 1 {
-        check.fail(
-            file.version.referenced.line(),
-            format!(
+        return Err(invalid(vec![Issue {
+            line: file.version.referenced.line(),
+            message: format!(
                 "unsupported version {} (this modelmap reads version 1)",
                 file.version.value
             ),
-        );
+        }]));
     }
-
-    let mut mapping = Mapping::default();
-    let teams = file.teams.unwrap_or_default();
-    for (team, entry) in &teams {
-        let scope = format!("team {team:?} model");
-        if let Some(problem) = name_problem(team) {
-            check.fail(
-                entry.referenced.line(),
-                format!("team id {team:?}: {problem}"),
-            );
-            continue;
-        }
-        let mut rules = RuleSet::default();
-        let models = entry
-            .value
-            .as_ref()
-            .and_then(|t| t.models.clone())
-            .unwrap_or_default();
-        for (from, to) in &models {
-            check.rule(&mut rules, &scope, from, to);
-        }
-        rules.seal();
-        check.chains(&rules, &scope, &models);
-        for target in rules.targets() {
-            if let Some(other) = mapping.owners.insert(target.to_string(), team.clone())
-                && &other != team
-            {
-                let line = models
-                    .values()
-                    .find(|t| t.value == target)
-                    .map_or(0, |t| t.referenced.line());
-                check.fail(
-                    line,
-                    format!("internal name {target:?} is a target of both team {other:?} and team {team:?}"),
-                );
-            }
-        }
-        mapping.teams.insert(team.clone(), rules);
-    }
-
-    let aliases = file.aliases.unwrap_or_default();
-    for (from, to) in &aliases {
-        check.rule(&mut mapping.aliases, "alias", from, to);
-    }
-    mapping.aliases.seal();
-    check.chains(&mapping.aliases, "alias", &aliases);
-
-    for (hex, team) in file.keys.unwrap_or_default() {
-        let line = team.referenced.line();
-        match parse_digest(&hex.to_ascii_lowercase()) {
-            None => check.fail(
-                line,
-                format!(
-                    "key {hex:?} is not a SHA-256 hex digest (64 hex characters of sha256(key))"
-                ),
-            ),
-            Some(_) if !teams.contains_key(&team.value) => check.fail(
-                line,
-                format!(
-                    "key {}… names team {:?}, which has no entry under `teams`",
-                    &hex[..8.min(hex.len())],
-                    team.value
-                ),
-            ),
-            Some(digest) => {
-                mapping.keys.insert(digest, team.value);
-            }
-        }
-    }
-
-    if check.issues.is_empty() {
-        Ok(mapping)
-    } else {
-        check.issues.sort_by_key(|i| i.line);
-        Err(invalid(check.issues))
-    }
+    let teams = file
+        .teams
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(team, entry)| {
+            let line = entry.referenced.line();
+            let models = entries(entry.value.and_then(|t| t.models));
+            (team, DraftTeam { line, models })
+        })
+        .collect();
+    Ok(Draft {
+        teams,
+        aliases: entries(file.aliases),
+        keys: entries(file.keys),
+    })
 }

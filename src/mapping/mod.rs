@@ -12,12 +12,15 @@
 //! so a lookup never loops and never depends on how often it is applied.
 //! A [`Mapping`] is immutable once built; hot reload swaps whole mappings (see `store`).
 
+mod draft;
 mod file;
 mod pattern;
 
 use std::collections::HashMap;
 use std::path::Path;
 
+pub(crate) use draft::name_problem;
+pub use draft::{Draft, DraftTeam, Entry};
 pub use file::{Issue, MappingError};
 use pattern::Pattern;
 
@@ -131,7 +134,18 @@ impl Mapping {
 
     /// Parses and validates mapping text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Mapping, MappingError> {
-        file::parse(text, origin)
+        Mapping::from_draft(&Mapping::draft(text, origin)?, origin)
+    }
+
+    /// Parses mapping text without validating it (syntax and version only), so other
+    /// sources can be merged in before [`Mapping::from_draft`].
+    pub fn draft(text: &str, origin: &str) -> Result<Draft, MappingError> {
+        file::draft(text, origin)
+    }
+
+    /// Validates and compiles a draft: the same checks for a file and for a merge.
+    pub fn from_draft(draft: &Draft, origin: &str) -> Result<Mapping, MappingError> {
+        draft::validate(draft, origin)
     }
 
     /// Resolves `requested` for a caller of `team` (or of no team).

@@ -2,8 +2,8 @@
 //! (and fuzzed) on its own.
 
 pub mod body;
-pub mod form;
 pub mod budget;
+pub mod form;
 pub mod json;
 pub mod multipart;
 pub mod names;

@@ -74,6 +74,12 @@ def modelmap_url(e2e_stack, litellm_url) -> str:
 
 
 @pytest.fixture(scope="session")
+def discovering_modelmap(e2e_stack, litellm_url) -> tuple[str, str]:
+    """modelmap with no mapping file, discovering LiteLLM's config: (proxy URL, admin URL)."""
+    return _start("modelmap (discovering)", e2e_stack.start_modelmap_discovering)
+
+
+@pytest.fixture(scope="session")
 def http() -> requests.Session:
     with requests.Session() as s:
         yield s

@@ -62,6 +62,9 @@ ALIAS = "AgentX-LLM"
 UPSTREAM_BROKEN = "primary-broken"
 UPSTREAM_BACKUP = "backup-ok"
 UPSTREAM_TEAM_OK = "team-ok"
+# The discovering modelmap (no mapping file, so no `keys` table) takes the caller's team
+# from this header, as behind an authenticating ingress.
+DISCOVERY_TEAM_HEADER = "x-team-id"
 
 DEFAULT_STARTUP_TIMEOUT = float(os.environ.get("MODELMAP_E2E_STARTUP_TIMEOUT", "90"))
 
@@ -399,32 +402,50 @@ class Stack:
     # -- modelmap --
     def start_modelmap(self, modelmap_bin: Path | None = None, timeout: float = 30.0) -> str:
         assert self.litellm_url, "start_litellm() first"
+        self.mapping_path.write_text(mapping_yaml())
+        port, admin = self._start_modelmap("modelmap", ["--mapping", str(self.mapping_path)], modelmap_bin, timeout)
+        self.modelmap_url = f"http://127.0.0.1:{port}"
+        self.admin_url = admin
+        return self.modelmap_url
+
+    def start_modelmap_discovering(self, modelmap_bin: Path | None = None, timeout: float = 30.0) -> tuple[str, str]:
+        """A second modelmap with no mapping file at all: the team models come from
+        LiteLLM's own config (--discover-config), the team from a trusted header.
+        Returns (proxy URL, admin URL)."""
+        assert self.litellm_url, "start_litellm() first"
+        absent = self.workdir / "no-such-mapping.yaml"
+        port, admin = self._start_modelmap(
+            "modelmap-discovering",
+            ["--mapping", str(absent), "--discover-config", str(self.litellm_config_path),
+             "--trusted-team-header", DISCOVERY_TEAM_HEADER],
+            modelmap_bin,
+            timeout,
+        )
+        return f"http://127.0.0.1:{port}", admin
+
+    def _start_modelmap(self, name: str, args: list[str], modelmap_bin: Path | None, timeout: float) -> tuple[int, str]:
         modelmap_bin = Path(modelmap_bin or default_modelmap_bin())
         if not (modelmap_bin.is_file() and os.access(modelmap_bin, os.X_OK)):
             raise StartupError(
                 f"modelmap binary not found (or not executable) at {modelmap_bin}. "
                 f"Build it with `cargo build` in {REPO_ROOT}, or set MODELMAP_BIN to its path."
             )
-        self.mapping_path.write_text(mapping_yaml())
         port, admin_port = free_port(), free_port()
         svc = self._add(
             Service(
-                "modelmap",
+                name,
                 [str(modelmap_bin), "serve",
                  "--listen", f"127.0.0.1:{port}",
                  "--upstream", self.litellm_url,
-                 "--admin", f"127.0.0.1:{admin_port}",
-                 "--mapping", str(self.mapping_path)],
-                self.workdir / "modelmap.log",
+                 "--admin", f"127.0.0.1:{admin_port}", *args],
+                self.workdir / f"{name}.log",
                 # Short drain so the session's teardown does not wait on idle keep-alives.
                 env={"RUST_BACKTRACE": "1", "MODELMAP_SHUTDOWN_TIMEOUT": "2s"},
             )
         )
         admin = f"http://127.0.0.1:{admin_port}"
         svc.wait_ready(lambda: http_status(admin + "/readyz") == 200, timeout, "GET /readyz returned 200")
-        self.modelmap_url = f"http://127.0.0.1:{port}"
-        self.admin_url = admin
-        return self.modelmap_url
+        return port, admin
 
     def start_all(self, modelmap_bin: Path | None = None) -> None:
         self.start_provider()
