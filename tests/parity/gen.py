@@ -54,11 +54,15 @@ def mapping_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
-def forbidden(names: list[str], key: str) -> list[str]:
-    """The names the oracle saw that break the invariant for this caller."""
+def forbidden(names: list[str], key: str, id_names: frozenset[str] = frozenset()) -> list[str]:
+    """The names the oracle saw that break the invariant for this caller.
+
+    `id_names` came out of managed file/batch ids: those are held to the guard only (no
+    foreign internal name), since an id the gateway issued cannot be rewritten; real ids
+    carry the internal name already, because the upload that created them was rewritten."""
     if key == KEY_NONE:
         return [n for n in names if n in ALL_INTERNAL]
-    return [n for n in names if n in OTHER_INTERNAL or n in OWN_PUBLIC]
+    return [n for n in names if n in OTHER_INTERNAL or (n in OWN_PUBLIC and n not in id_names)]
 
 
 @dataclass
@@ -88,15 +92,20 @@ class Req:
             head.append(b"Content-Length: " + n + b", " + n)
         elif self.framing == "cl-twice":
             head += [b"Content-Length: " + n, b"Content-Length: " + n]
-        elif self.framing in ("chunked", "chunked-upper"):
+        elif self.framing == "cl-zero-padded":
+            head.append(b"Content-Length: 00" + n)
+        elif self.framing in ("chunked", "chunked-upper", "chunk-ext", "te-and-cl", "chunked-trailer"):
             head.append(b"Transfer-Encoding: " + (b"Chunked" if self.framing == "chunked-upper" else b"chunked"))
+            if self.framing == "te-and-cl":  # h11: Transfer-Encoding wins
+                head.append(b"Content-Length: " + n)
+            ext = b";x=1" if self.framing == "chunk-ext" else b""
             out = b""
             i = 0
             while i < len(body):
                 piece = body[i : i + 17]
-                out += f"{len(piece):x}".encode() + b"\r\n" + piece + b"\r\n"
+                out += f"{len(piece):x}".encode() + ext + b"\r\n" + piece + b"\r\n"
                 i += 17
-            body = out + b"0\r\n\r\n"
+            body = out + b"0\r\n" + (b"x-trailer: 1\r\n" if self.framing == "chunked-trailer" else b"") + b"\r\n"
         head.append(b"Connection: close")
         return b"\r\n".join(head) + b"\r\n\r\n" + body
 
@@ -140,6 +149,16 @@ QUERY_MODEL_ROUTES = [
     "/v1/files",
     "/v1/batches",
     "/v1/files/file-abc/content",
+    "/queue/chat/completions",
+    "/v1/responses",
+    "/responses",
+    "/v1/images/edits",
+    "/images/edits",
+    "/openai/v1/files",
+    "/azure/v1/batches",
+    "/v1/fine_tuning/jobs",
+    "/v1/messages",
+    "/v1/rerank",
 ]
 MULTIPART_ROUTES = ["/v1/audio/transcriptions", "/v1/images/edits", "/v1/files", "/v1/chat/completions", "/v1/audio/translations"]
 PATH_TEMPLATES = [
@@ -538,7 +557,7 @@ def gen_path(g: G, key: str) -> Req:
 
 def gen_realtime(g: G, key: str) -> Req:
     name = g.payload(key)
-    route = g.pick(["/v1/realtime", "/realtime", "/openai/v1/realtime", "/v1/realtim%65", "/v1/realtime/"])
+    route = g.pick(["/v1/realtime", "/realtime", "/openai/v1/realtime", "/v1/realtim%65", "/v1/realtime/", "/vertex_ai/live"])
     qk = g.pick(["model", "model", "mod%65l"])
     qv = pct(g.value(name) if g.r.random() < 0.5 else name, g)
     target = f"{route}?{qk}={qv}"
@@ -552,17 +571,46 @@ def gen_realtime(g: G, key: str) -> Req:
     return Req("realtime", f"{target[:100]}", key, "GET", target, headers, b"", framing="none")
 
 
+def gen_path_managed_id(g: G, key: str) -> Req:
+    """A managed file or batch id in the path: the files and batches handlers decode it."""
+    name = g.payload(key)
+    mid = managed_id(g, name)
+    t = g.pick(["/v1/files/{id}", "/v1/files/{id}/content", "/files/{id}", "/v1/batches/{id}", "/v1/batches/{id}/cancel",
+                "/openai/v1/files/{id}", "/openai/v1/batches/{id}"])
+    seg = mid if g.r.random() < 0.7 else pct_path(mid, g)
+    path = t.replace("{id}", seg)
+    method = "POST" if path.endswith("/cancel") else g.pick(["GET", "GET", "DELETE"])
+    return Req("path-managed-id", f"{t} id={mid[:40]}", key, method, path, [g.auth_header(key)], b"")
+
+
+def gen_two_content_types(g: G, key: str) -> Req:
+    """Two Content-Type headers: LiteLLM takes the first, Starlette's form parser too."""
+    r = gen_form(g, key) if g.r.random() < 0.5 else gen_json(g, key)
+    other = g.pick(["application/json", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+    cts = [(k, v) for k, v in r.headers if k.lower() == "content-type"]
+    rest = [(k, v) for k, v in r.headers if k.lower() != "content-type"]
+    pair = cts + [("Content-Type", other)]
+    if g.r.random() < 0.5:
+        pair.reverse()
+    r.headers = rest + pair
+    r.family = "two-content-types"
+    r.desc = f"content types {[v for _, v in pair]} " + r.desc
+    return r
+
+
 def gen_framing(g: G, key: str) -> Req:
     r = gen_json(g, key) if g.r.random() < 0.7 else gen_form(g, key)
     r.family = "framing"
-    r.framing = g.pick(["cl-list", "cl-list-space", "cl-twice", "chunked-upper", "chunked"])
+    r.framing = g.pick(["cl-list", "cl-list-space", "cl-twice", "chunked-upper", "chunked", "cl-zero-padded", "chunk-ext",
+                        "te-and-cl", "chunked-trailer"])
     r.desc = f"framing={r.framing} " + r.desc
     return r
 
 
 GENERATORS = [
     (gen_json, 20), (gen_form, 10), (gen_multipart, 14), (gen_multipart_json, 5), (gen_query, 12),
-    (gen_header, 6), (gen_path, 12), (gen_realtime, 5), (gen_framing, 6),
+    (gen_header, 6), (gen_path, 12), (gen_realtime, 5), (gen_framing, 6), (gen_path_managed_id, 3),
+    (gen_two_content_types, 2),
 ]
 
 

@@ -156,6 +156,15 @@ async def _record_http(request: Request):
         # resolve_inference_model picks the handler model over the body model: both are
         # names the gateway may act on, so both are recorded.
         rec["names"] = _names(auth, fallbacks, *routed, body.get("model"))
+        # Names that come out of managed ids (body id fields, id path parameters): the runner
+        # holds them to the guard only (an id cannot be rewritten without forging it).
+        id_names: list[str] = []
+        for f in auth_utils._MODEL_ROUTING_ID_FIELDS:
+            id_names += auth_utils._extract_models_from_managed_resource_id(body.get(f), resource_id_field=f)
+        for k, v in params.items():
+            if k.split(":", 1)[1] in auth_utils._MODEL_ROUTING_ID_FIELDS:
+                id_names += auth_utils._extract_models_from_managed_resource_id(v, resource_id_field=k.split(":", 1)[1])
+        rec["id_names"] = _names(id_names)
     except ParityDone:
         raise
     except Exception as e:

@@ -300,7 +300,8 @@ def run_once(reqs: list[gen.Req], mm_port: int, ctl: int, deadline: float, tap: 
         o = {"req": r, "status": st, "body": body[:300], "err": err, "records": recs}
         if recs:
             names = [n for rec in recs for n in rec.get("names", [])]
-            bad = gen.forbidden(names, r.key)
+            id_names = frozenset(n for rec in recs for n in rec.get("id_names", []))
+            bad = gen.forbidden(names, r.key, id_names)
             o["ok"] = not bad
             o["why"] = f"oracle saw {bad}" if bad else ("forwarded" if not modelmap_refusal(st, body) else "forwarded")
             if not bad and st is not None and st >= 500 and not any(rec.get("no_auth_dependency") for rec in recs):
@@ -335,6 +336,32 @@ def run_once(reqs: list[gen.Req], mm_port: int, ctl: int, deadline: float, tap: 
             outcomes.append({"req": fake, "status": None, "body": b"", "err": "", "records": recs, "ok": False,
                              "why": f"oracle got a request modelmap's client never sent as such; saw {bad}"})
     return outcomes, skipped
+
+
+def recheck_unanswered(outs: list[dict], oracle_port: int, ctl: int) -> None:
+    """A request neither forwarded nor refused is sent straight to the oracle: when the
+    gateway itself records nothing for it (uvicorn drops it: for example a websocket
+    upgrade whose request line is over 8 KiB gets no answer at all), no name reached
+    LiteLLM and modelmap only relayed the gateway's silence."""
+    todo = [o for o in outs if not o["ok"] and o["why"].startswith("not forwarded and not refused")]
+    if not todo:
+        return
+    get(f"http://127.0.0.1:{ctl}/reset")
+    def one(o: dict) -> None:
+        r = o["req"]
+        d = gen.Req(r.family, r.desc, r.key, r.method, r.target, r.headers, r.body, r.framing, r.pid + "-direct")
+        st, _, err = send(oracle_port, d.raw())
+        o["direct"] = (st, err)
+
+    with cf.ThreadPoolExecutor(WORKERS) as ex:
+        list(ex.map(one, todo))
+    time.sleep(0.2)
+    status, data = get(f"http://127.0.0.1:{ctl}/records", timeout=10)
+    records = json.loads(data) if status == 200 else {}
+    for o in todo:
+        if not records.get(o["req"].pid + "-direct"):
+            o["ok"] = True
+            o["why"] = f"the gateway does not read it either (sent straight to it: status {o['direct'][0]}, no record)"
 
 
 def replay_refused(outs: list[dict], oracle_port: int, ctl: int) -> None:
@@ -374,7 +401,7 @@ def replay_refused(outs: list[dict], oracle_port: int, ctl: int) -> None:
 
 def short_record(recs: list[dict]) -> str:
     keep = ("path", "route", "template", "names", "auth", "fallbacks", "handler_params", "litellm_rejects", "body_keys",
-            "no_auth_dependency", "status", "oracle_error")
+            "no_auth_dependency", "status", "oracle_error", "id_names")
     out = [{k: rec[k] for k in keep if k in rec} for rec in recs]
     s = json.dumps(out, ensure_ascii=False)
     return s if len(s) < 1500 else s[:1500] + "…"
@@ -498,6 +525,7 @@ def main() -> int:
             t = time.monotonic()
             outs, skipped = run_once(reqs, mm_port, ctl, deadline - 15, tap)
             skipped_total += skipped
+            recheck_unanswered(outs, port, ctl)
             if h == impls[0]:
                 replay_refused(outs, port, ctl)
             runs[f"guard on, uvicorn {h}"] = outs
