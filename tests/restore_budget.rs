@@ -5,7 +5,7 @@
 //! arrives whole, restored or (past the budget) exactly as the gateway sent it, and the
 //! process's peak memory grows by about the budget, not by 40 × 4 MiB.
 //!
-//! Measured on the development machine: +178 MiB without a budget, +19 MiB with a
+//! Measured on the development machine: +178 to +195 MiB without a budget, +19 MiB with a
 //! budget of 0 (40 bodies merely passing through), +35 to +40 MiB with 16 MiB.
 
 mod common;
@@ -133,8 +133,10 @@ fn concurrent_error_bodies_stay_within_the_restore_budget() {
         0.0,
         "every byte is given back when its response ends"
     );
-    // The budget, plus what the proxy holds anyway for 40 bodies passing at once.
-    let limit = (BUDGET_MIB + 32) as f64;
+    // The budget, plus what the proxy holds anyway for 40 bodies passing at once (19 MiB
+    // measured with a budget of 0) and allocator slack on a busy machine: well below
+    // the 178 MiB and more of no budget.
+    let limit = (BUDGET_MIB + 40) as f64;
     assert!(
         grown_mib < limit,
         "peak memory grew {grown_mib:.1} MiB with a {BUDGET_MIB} MiB budget"

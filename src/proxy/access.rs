@@ -81,19 +81,35 @@ pub(super) fn record(metrics: &Metrics, session: &Session, e: Option<&Error>, ct
 /// for anything else (model names, team names and paths nearly always), quoted and
 /// escaped otherwise, so no value can forge a field or a line. Bare is the cheap path:
 /// quoting walks the value character by character.
+/// Values longer than [`FIELD_MAX`] bytes are cut there (marked `…`): a client may send
+/// a 16 KiB model list, and a log line is not the place to keep it whole.
 struct Field<'a>(&'a str);
+
+/// Longest value written into a log line, in bytes.
+const FIELD_MAX: usize = 256;
 
 impl fmt::Display for Field<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bare = !self.0.is_empty()
-            && self
-                .0
+        let mut value = self.0;
+        let cut = value.len() > FIELD_MAX;
+        if cut {
+            let mut end = FIELD_MAX;
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            value = &value[..end];
+        }
+        let bare = !cut
+            && !value.is_empty()
+            && value
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'='));
         if bare {
-            f.write_str(self.0)
+            f.write_str(value)
+        } else if cut {
+            write!(f, "{:?}", format!("{value}…"))
         } else {
-            write!(f, "{:?}", self.0)
+            write!(f, "{value:?}")
         }
     }
 }
@@ -115,5 +131,10 @@ mod tests {
         assert_eq!(Field("team=evil").to_string(), r#""team=evil""#);
         // Not ASCII: quoted (Debug keeps printable characters as they are).
         assert_eq!(Field("café").to_string(), "\"café\"");
+        let long = "a".repeat(10_000);
+        assert_eq!(
+            Field(&long).to_string(),
+            format!("\"{}…\"", "a".repeat(256))
+        );
     }
 }

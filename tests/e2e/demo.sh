@@ -17,36 +17,19 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
-# The venv (pip, mostly waiting on downloads) and the build (the CPU) run side by side:
-# on a fresh machine each takes minutes, and one after the other they took 13.
-bold "1. Python venv with a real LiteLLM (cached after the first run), beside 2."
-venv_out="$(mktemp "${TMPDIR:-/tmp}/modelmap-venv.XXXXXX")"
-"$here/setup_venv.sh" >"$venv_out" &
-venv_pid=$!
+bold "1. Python venv with a real LiteLLM (cached after the first run)"
+venv="$("$here/setup_venv.sh")"
+py="$venv/bin/python"
 
 if [[ -z "${MODELMAP_BIN:-}" ]]; then
-    bold "2. cargo build --bin modelmap"
-    if ! (cd "$repo" && cargo build --bin modelmap); then
-        kill "$venv_pid" 2>/dev/null || true
-        wait "$venv_pid" 2>/dev/null || true
-        rm -f "$venv_out"
-        echo "demo: cargo build failed" >&2
-        exit 1
-    fi
+    bold "2. cargo build"
+    (cd "$repo" && cargo build)
     target="${CARGO_TARGET_DIR:-target}"
     [[ "$target" == /* ]] || target="$repo/$target"
     export MODELMAP_BIN="$target/debug/modelmap"
 else
     bold "2. using MODELMAP_BIN=$MODELMAP_BIN"
 fi
-if ! wait "$venv_pid"; then
-    rm -f "$venv_out"
-    echo "demo: the venv could not be set up (see setup_venv's messages above)" >&2
-    exit 1
-fi
-venv="$(tail -n 1 "$venv_out")"
-rm -f "$venv_out"
-py="$venv/bin/python"
 
 workdir="$(mktemp -d "${TMPDIR:-/tmp}/modelmap-demo.XXXXXX")"
 stack_pid=""

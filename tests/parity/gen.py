@@ -106,7 +106,8 @@ class Req:
                 out += f"{len(piece):x}".encode() + ext + b"\r\n" + piece + b"\r\n"
                 i += 17
             body = out + b"0\r\n" + (b"x-trailer: 1\r\n" if self.framing == "chunked-trailer" else b"") + b"\r\n"
-        head.append(b"Connection: close")
+        if not any(k.lower() == "upgrade" for k, _ in self.headers):  # an upgrade keeps `Connection: Upgrade` alone
+            head.append(b"Connection: close")
         return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
@@ -189,9 +190,9 @@ class G:
         """A name the invariant cares about for this caller (most of the time)."""
         roll = self.r.random()
         if key == KEY_NONE:
-            pool = list(ALL_INTERNAL) if roll < 0.85 else UNKNOWN + list(OWN)
+            pool = sorted(ALL_INTERNAL) if roll < 0.85 else UNKNOWN + list(OWN)
         else:
-            pool = list(OTHER_INTERNAL) if roll < 0.45 else list(OWN) if roll < 0.9 else UNKNOWN + list(OWN_INTERNAL)
+            pool = sorted(OTHER_INTERNAL) if roll < 0.45 else list(OWN) if roll < 0.9 else UNKNOWN + sorted(OWN_INTERNAL)
         return self.pick(pool)
 
     def benign(self) -> str:
