@@ -39,3 +39,6 @@ trap - EXIT
 sed 's/^/  /' "$venv_log" >&2
 rm -f "$venv_log"
 tests/e2e/run.sh
+
+echo "== parity: modelmap against LiteLLM's own request reading (tests/parity)" >&2
+tests/parity/run.sh

@@ -54,11 +54,15 @@ def mapping_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
-def forbidden(names: list[str], key: str) -> list[str]:
-    """The names the oracle saw that break the invariant for this caller."""
+def forbidden(names: list[str], key: str, id_names: frozenset[str] = frozenset()) -> list[str]:
+    """The names the oracle saw that break the invariant for this caller.
+
+    `id_names` came out of managed file/batch ids: those are held to the guard only (no
+    foreign internal name), since an id the gateway issued cannot be rewritten; real ids
+    carry the internal name already, because the upload that created them was rewritten."""
     if key == KEY_NONE:
         return [n for n in names if n in ALL_INTERNAL]
-    return [n for n in names if n in OTHER_INTERNAL or n in OWN_PUBLIC]
+    return [n for n in names if n in OTHER_INTERNAL or (n in OWN_PUBLIC and n not in id_names)]
 
 
 @dataclass
@@ -88,23 +92,30 @@ class Req:
             head.append(b"Content-Length: " + n + b", " + n)
         elif self.framing == "cl-twice":
             head += [b"Content-Length: " + n, b"Content-Length: " + n]
-        elif self.framing in ("chunked", "chunked-upper"):
+        elif self.framing == "cl-zero-padded":
+            head.append(b"Content-Length: 00" + n)
+        elif self.framing in ("chunked", "chunked-upper", "chunk-ext", "te-and-cl", "chunked-trailer"):
             head.append(b"Transfer-Encoding: " + (b"Chunked" if self.framing == "chunked-upper" else b"chunked"))
+            if self.framing == "te-and-cl":  # h11: Transfer-Encoding wins
+                head.append(b"Content-Length: " + n)
+            ext = b";x=1" if self.framing == "chunk-ext" else b""
             out = b""
             i = 0
             while i < len(body):
                 piece = body[i : i + 17]
-                out += f"{len(piece):x}".encode() + b"\r\n" + piece + b"\r\n"
+                out += f"{len(piece):x}".encode() + ext + b"\r\n" + piece + b"\r\n"
                 i += 17
-            body = out + b"0\r\n\r\n"
-        head.append(b"Connection: close")
+            body = out + b"0\r\n" + (b"x-trailer: 1\r\n" if self.framing == "chunked-trailer" else b"") + b"\r\n"
+        if not any(k.lower() == "upgrade" for k, _ in self.headers):  # an upgrade keeps `Connection: Upgrade` alone
+            head.append(b"Connection: close")
         return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
 # ---------------------------------------------------------------------------------
 # Pieces
-PY_WS = ["\u001c", "\u001d", "\u001e", "\u001f", "\u0085", "\u00a0", "\u2003", "\u3000", "\u2028", "\t", " ", "\x0b", "\x0c"]
-NOT_WS = ["\u200b", "\ufeff"]  # Python's strip() keeps these: the name is then another name
+PY_WS = ["\u001c", "\u001d", "\u001e", "\u001f", "\u0085", "\u00a0", "\u2003", "\u3000", "\u2028", "\t", " ", "\x0b", "\x0c",
+         "\r", "\n", "\r\n"]
+NOT_WS = ["\u200b", "\ufeff", "\u0000", "\u0001", "\u007f"]  # strip() keeps these: the name is then another one
 
 JSON_ROUTES = [
     "/v1/chat/completions",
@@ -139,6 +150,16 @@ QUERY_MODEL_ROUTES = [
     "/v1/files",
     "/v1/batches",
     "/v1/files/file-abc/content",
+    "/queue/chat/completions",
+    "/v1/responses",
+    "/responses",
+    "/v1/images/edits",
+    "/images/edits",
+    "/openai/v1/files",
+    "/azure/v1/batches",
+    "/v1/fine_tuning/jobs",
+    "/v1/messages",
+    "/v1/rerank",
 ]
 MULTIPART_ROUTES = ["/v1/audio/transcriptions", "/v1/images/edits", "/v1/files", "/v1/chat/completions", "/v1/audio/translations"]
 PATH_TEMPLATES = [
@@ -169,9 +190,9 @@ class G:
         """A name the invariant cares about for this caller (most of the time)."""
         roll = self.r.random()
         if key == KEY_NONE:
-            pool = list(ALL_INTERNAL) if roll < 0.85 else UNKNOWN + list(OWN)
+            pool = sorted(ALL_INTERNAL) if roll < 0.85 else UNKNOWN + list(OWN)
         else:
-            pool = list(OTHER_INTERNAL) if roll < 0.45 else list(OWN) if roll < 0.9 else UNKNOWN + list(OWN_INTERNAL)
+            pool = sorted(OTHER_INTERNAL) if roll < 0.45 else list(OWN) if roll < 0.9 else UNKNOWN + sorted(OWN_INTERNAL)
         return self.pick(pool)
 
     def benign(self) -> str:
@@ -323,7 +344,10 @@ def pct(s: str, g: G, all_chars: bool = False) -> str:
     out = []
     for b in s.encode("utf-8"):
         c = chr(b)
-        if all_chars or b >= 0x80 or c in " ,&#%+=;?/" or g.r.random() < 0.25:
+        raw_ctl = 0x0B <= b <= 0x0C or 0x1C <= b <= 0x1F
+        if (b < 0x21 or b == 0x7F) and not (raw_ctl and g.r.random() < 0.1):
+            out.append("%%%02X" % b)
+        elif all_chars or b >= 0x80 or c in " ,&#%+=;?/" or g.r.random() < 0.25:
             out.append("%%%02X" % b if g.r.random() < 0.5 else "%%%02x" % b)
         else:
             out.append(c)
@@ -334,7 +358,7 @@ def pct_path(s: str, g: G) -> str:
     out = []
     for b in s.encode("utf-8"):
         c = chr(b)
-        if b >= 0x80 or c in " %?#" or g.r.random() < 0.2:
+        if b >= 0x80 or b < 0x21 or b == 0x7F or c in " %?#" or g.r.random() < 0.2:
             out.append("%%%02X" % b)
         else:
             out.append(c)
@@ -494,7 +518,7 @@ def gen_header(g: G, key: str) -> Req:
     name = g.payload(key)
     hn = g.pick(["x-litellm-model", "X-LiteLLM-Model", "X-LITELLM-MODEL"])
     hv = g.value(name).encode("utf-8")
-    if any(b in hv for b in (b"\r", b"\n", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")) or len(hv) > 4000:
+    if any(b < 0x20 or b == 0x7F for b in hv) or len(hv) > 4000:
         hv = name.encode()
     headers = [g.auth_header(key)]
     if g.r.random() < 0.3:  # LiteLLM takes the first of repeated headers
@@ -534,7 +558,7 @@ def gen_path(g: G, key: str) -> Req:
 
 def gen_realtime(g: G, key: str) -> Req:
     name = g.payload(key)
-    route = g.pick(["/v1/realtime", "/realtime", "/openai/v1/realtime", "/v1/realtim%65", "/v1/realtime/"])
+    route = g.pick(["/v1/realtime", "/realtime", "/openai/v1/realtime", "/v1/realtim%65", "/v1/realtime/", "/vertex_ai/live"])
     qk = g.pick(["model", "model", "mod%65l"])
     qv = pct(g.value(name) if g.r.random() < 0.5 else name, g)
     target = f"{route}?{qk}={qv}"
@@ -548,17 +572,46 @@ def gen_realtime(g: G, key: str) -> Req:
     return Req("realtime", f"{target[:100]}", key, "GET", target, headers, b"", framing="none")
 
 
+def gen_path_managed_id(g: G, key: str) -> Req:
+    """A managed file or batch id in the path: the files and batches handlers decode it."""
+    name = g.payload(key)
+    mid = managed_id(g, name)
+    t = g.pick(["/v1/files/{id}", "/v1/files/{id}/content", "/files/{id}", "/v1/batches/{id}", "/v1/batches/{id}/cancel",
+                "/openai/v1/files/{id}", "/openai/v1/batches/{id}"])
+    seg = mid if g.r.random() < 0.7 else pct_path(mid, g)
+    path = t.replace("{id}", seg)
+    method = "POST" if path.endswith("/cancel") else g.pick(["GET", "GET", "DELETE"])
+    return Req("path-managed-id", f"{t} id={mid[:40]}", key, method, path, [g.auth_header(key)], b"")
+
+
+def gen_two_content_types(g: G, key: str) -> Req:
+    """Two Content-Type headers: LiteLLM takes the first, Starlette's form parser too."""
+    r = gen_form(g, key) if g.r.random() < 0.5 else gen_json(g, key)
+    other = g.pick(["application/json", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+    cts = [(k, v) for k, v in r.headers if k.lower() == "content-type"]
+    rest = [(k, v) for k, v in r.headers if k.lower() != "content-type"]
+    pair = cts + [("Content-Type", other)]
+    if g.r.random() < 0.5:
+        pair.reverse()
+    r.headers = rest + pair
+    r.family = "two-content-types"
+    r.desc = f"content types {[v for _, v in pair]} " + r.desc
+    return r
+
+
 def gen_framing(g: G, key: str) -> Req:
     r = gen_json(g, key) if g.r.random() < 0.7 else gen_form(g, key)
     r.family = "framing"
-    r.framing = g.pick(["cl-list", "cl-list-space", "cl-twice", "chunked-upper", "chunked"])
+    r.framing = g.pick(["cl-list", "cl-list-space", "cl-twice", "chunked-upper", "chunked", "cl-zero-padded", "chunk-ext",
+                        "te-and-cl", "chunked-trailer"])
     r.desc = f"framing={r.framing} " + r.desc
     return r
 
 
 GENERATORS = [
     (gen_json, 20), (gen_form, 10), (gen_multipart, 14), (gen_multipart_json, 5), (gen_query, 12),
-    (gen_header, 6), (gen_path, 12), (gen_realtime, 5), (gen_framing, 6),
+    (gen_header, 6), (gen_path, 12), (gen_realtime, 5), (gen_framing, 6), (gen_path_managed_id, 3),
+    (gen_two_content_types, 2),
 ]
 
 

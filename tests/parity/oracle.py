@@ -156,13 +156,22 @@ async def _record_http(request: Request):
         # resolve_inference_model picks the handler model over the body model: both are
         # names the gateway may act on, so both are recorded.
         rec["names"] = _names(auth, fallbacks, *routed, body.get("model"))
+        # Names that come out of managed ids (body id fields, id path parameters): the runner
+        # holds them to the guard only (an id cannot be rewritten without forging it).
+        id_names: list[str] = []
+        for f in auth_utils._MODEL_ROUTING_ID_FIELDS:
+            id_names += auth_utils._extract_models_from_managed_resource_id(body.get(f), resource_id_field=f)
+        for k, v in params.items():
+            if k.split(":", 1)[1] in auth_utils._MODEL_ROUTING_ID_FIELDS:
+                id_names += auth_utils._extract_models_from_managed_resource_id(v, resource_id_field=k.split(":", 1)[1])
+        rec["id_names"] = _names(id_names)
     except ParityDone:
         raise
     except Exception as e:
         rec["oracle_error"] = "".join(traceback.format_exception_only(type(e), e))[:500]
         rec.setdefault("names", [])
     _store(pid, rec)
-    raise ParityDone()
+    raise ParityDone(rec["names"][0] if rec["names"] else None)
 
 
 async def _record_ws(websocket: WebSocket):
@@ -182,7 +191,13 @@ async def _record_ws(websocket: WebSocket):
 
 
 async def _parity_done(request, exc):  # noqa: ARG001
-    return JSONResponse({"parity": "recorded"}, status_code=200)
+    """Answer like a served request: LiteLLM stamps the model it served on the JSON body
+    and on `x-litellm-model-group`, so modelmap's response restoring runs too."""
+    model = exc.args[0] if exc.args else None
+    headers = {}
+    if isinstance(model, str) and model and all(0x20 <= ord(c) < 0x7F for c in model):
+        headers["x-litellm-model-group"] = model
+    return JSONResponse({"parity": "recorded", "model": model}, status_code=200, headers=headers)
 
 
 app = proxy_server.app

@@ -28,14 +28,18 @@ import collections
 import concurrent.futures as cf
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import threading
 import urllib.request
 from pathlib import Path
+
+import h11
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -108,14 +112,32 @@ def start_modelmap(binary: str, upstream: int, mapping: Path, work: Path, tag: s
     return p, port
 
 
+def _complete(data: bytes) -> bool:
+    """Whether `data` holds one whole HTTP/1.1 response (so no need to wait for a close)."""
+    if b"\r\n\r\n" not in data:
+        return False
+    head, rest = data.split(b"\r\n\r\n", 1)
+    if head.startswith(b"HTTP/1.1 101"):
+        return True  # an accepted upgrade stays open: the head is all there is to read
+    fields = {}
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        fields.setdefault(k.strip().lower(), v.strip())
+    if b"chunked" in fields.get(b"transfer-encoding", b"").lower():
+        return rest.endswith(b"0\r\n\r\n")
+    if fields.get(b"content-length", b"").isdigit():
+        return len(rest) >= int(fields[b"content-length"])
+    return False
+
+
 def send(port: int, raw: bytes) -> tuple[int | None, bytes, str]:
-    """Send raw bytes on a fresh connection; read the response until close (bounded)."""
+    """Send raw bytes on a fresh connection; read one response (bounded in size and time)."""
+    data = b""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=REQ_TIMEOUT) as s:
             s.sendall(raw)
-            data = b""
             end = time.monotonic() + REQ_TIMEOUT
-            while time.monotonic() < end and len(data) < 1 << 20:
+            while time.monotonic() < end and len(data) < 1 << 20 and not _complete(data):
                 try:
                     chunk = s.recv(65536)
                 except socket.timeout:
@@ -123,8 +145,6 @@ def send(port: int, raw: bytes) -> tuple[int | None, bytes, str]:
                 if not chunk:
                     break
                 data += chunk
-                if b"Upgrade: websocket" in raw and b"\r\n\r\n" in data:
-                    break
     except OSError as e:
         return None, b"", f"{type(e).__name__}: {e}"
     status = None
@@ -135,6 +155,108 @@ def send(port: int, raw: bytes) -> tuple[int | None, bytes, str]:
             pass
     body = data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else b""
     return status, body, ""
+
+
+class Tap:
+    """A byte-for-byte TCP relay between modelmap and the oracle that keeps what modelmap
+    sent on each upstream connection, so the stream can be re-read with h11 (uvicorn's
+    parser): every request must end exactly where the next begins. A request framed so
+    that the gateway reads more, less or other requests than modelmap sent is a
+    disagreement even when no name is involved (it desyncs a pooled connection)."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.streams: list[bytearray] = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            buf = bytearray()
+            with self.lock:
+                self.streams.append(buf)
+            try:
+                u = socket.create_connection(("127.0.0.1", self.upstream))
+            except OSError:
+                c.close()
+                continue
+            for s in (c, u):  # without it every small write waits for a delayed ACK (40 ms)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._pump, args=(c, u, buf), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, None), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, keep: bytearray | None) -> None:
+        try:
+            while True:
+                d = src.recv(65536)
+                if not d:
+                    break
+                if keep is not None:
+                    keep += d
+                dst.sendall(d)
+        except OSError:
+            pass
+        # One side ended: end both, as the gateway does when it closes a connection (a
+        # half-open relay would leave modelmap waiting on a pooled connection).
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.streams = []
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+
+    def misframed(self) -> dict[str, str]:
+        """pid -> what h11 made of the bytes that followed that request on its connection."""
+        bad: dict[str, str] = {}
+        with self.lock:
+            streams = [bytes(s) for s in self.streams]
+        for data in streams:
+            last_pid = "<first request on the connection>"
+            while data:
+                conn = h11.Connection(h11.SERVER)
+                conn.receive_data(data)
+                pid, upgraded, done = None, False, False
+                try:
+                    while True:
+                        ev = conn.next_event()
+                        if ev is h11.NEED_DATA or ev is h11.PAUSED:
+                            break
+                        if isinstance(ev, h11.Request):
+                            hd = {k.lower(): v for k, v in ev.headers}
+                            pid = hd.get(b"x-parity-id", b"?").decode("latin-1")
+                            upgraded = b"upgrade" in hd
+                        if isinstance(ev, h11.EndOfMessage):
+                            done = True
+                            break
+                except h11.RemoteProtocolError as e:
+                    if last_pid.startswith("<"):
+                        m = re.search(rb"x-parity-id: ([^\r\n]+)", data)
+                        last_pid = m.group(1).decode("latin-1") if m else last_pid
+                    bad[last_pid] = f"the bytes after it on the upstream connection do not parse: {e}: {data[:120]!r}"
+                    break
+                if upgraded or not done:
+                    break  # an upgraded stream, or the connection ended mid-request (the client went away)
+                last_pid = pid or last_pid
+                data = conn.trailing_data[0]
+        return bad
 
 
 def modelmap_refusal(status: int | None, body: bytes) -> bool:
@@ -149,8 +271,9 @@ def modelmap_refusal(status: int | None, body: bytes) -> bool:
     return isinstance(err, dict) and bool(err.get("code")) and "message" in err
 
 
-def run_once(reqs: list[gen.Req], mm_port: int, ctl: int, deadline: float) -> tuple[list[dict], int]:
+def run_once(reqs: list[gen.Req], mm_port: int, ctl: int, deadline: float, tap: Tap) -> tuple[list[dict], int]:
     get(f"http://127.0.0.1:{ctl}/reset")
+    tap.reset()
     results: dict[str, tuple] = {}
 
     def one(r: gen.Req):
@@ -164,6 +287,7 @@ def run_once(reqs: list[gen.Req], mm_port: int, ctl: int, deadline: float) -> tu
     time.sleep(0.3)  # a smuggled or late request still lands in the records
     status, data = get(f"http://127.0.0.1:{ctl}/records", timeout=10)
     records = json.loads(data) if status == 200 else {}
+    misframed = tap.misframed()
     outcomes = []
     sent = {r.pid for r in reqs}
     skipped = 0
@@ -176,9 +300,13 @@ def run_once(reqs: list[gen.Req], mm_port: int, ctl: int, deadline: float) -> tu
         o = {"req": r, "status": st, "body": body[:300], "err": err, "records": recs}
         if recs:
             names = [n for rec in recs for n in rec.get("names", [])]
-            bad = gen.forbidden(names, r.key)
+            id_names = frozenset(n for rec in recs for n in rec.get("id_names", []))
+            bad = gen.forbidden(names, r.key, id_names)
             o["ok"] = not bad
             o["why"] = f"oracle saw {bad}" if bad else ("forwarded" if not modelmap_refusal(st, body) else "forwarded")
+            if not bad and st is not None and st >= 500 and not any(rec.get("no_auth_dependency") for rec in recs):
+                o["ok"] = False
+                o["why"] = f"the gateway served it (answered 200) but modelmap answered {st}"
             if len(recs) > 1:
                 o["note"] = f"{len(recs)} requests reached the oracle under this id"
         elif modelmap_refusal(st, body):
@@ -189,7 +317,15 @@ def run_once(reqs: list[gen.Req], mm_port: int, ctl: int, deadline: float) -> tu
         else:
             o["ok"] = False
             o["why"] = f"not forwarded and not refused with an error body (status {st}, {err or body[:80]!r})"
+        if r.pid in misframed:
+            o["ok"] = False
+            o["why"] = "modelmap's upstream framing: " + misframed[r.pid]
         outcomes.append(o)
+    for pid, why in misframed.items():
+        if pid not in sent:
+            fake = gen.Req("framing-upstream", f"upstream stream after {pid!r}", gen.KEY_NONE, "?", "?")
+            outcomes.append({"req": fake, "status": None, "body": b"", "err": "", "records": [], "ok": False,
+                             "why": "modelmap's upstream framing: " + why})
     for pid, recs in records.items():
         if pid in sent:
             continue
@@ -202,12 +338,86 @@ def run_once(reqs: list[gen.Req], mm_port: int, ctl: int, deadline: float) -> tu
     return outcomes, skipped
 
 
+def recheck_unanswered(outs: list[dict], oracle_port: int, ctl: int) -> None:
+    """A request neither forwarded nor refused is sent straight to the oracle: when the
+    gateway itself records nothing for it (uvicorn drops it: for example a websocket
+    upgrade whose request line is over 8 KiB gets no answer at all), no name reached
+    LiteLLM and modelmap only relayed the gateway's silence."""
+    todo = [o for o in outs if not o["ok"] and o["why"].startswith("not forwarded and not refused")]
+    if not todo:
+        return
+    get(f"http://127.0.0.1:{ctl}/reset")
+    def one(o: dict) -> None:
+        r = o["req"]
+        d = gen.Req(r.family, r.desc, r.key, r.method, r.target, r.headers, r.body, r.framing, r.pid + "-direct")
+        st, _, err = send(oracle_port, d.raw())
+        o["direct"] = (st, err)
+
+    with cf.ThreadPoolExecutor(WORKERS) as ex:
+        list(ex.map(one, todo))
+    time.sleep(0.2)
+    status, data = get(f"http://127.0.0.1:{ctl}/records", timeout=10)
+    records = json.loads(data) if status == 200 else {}
+    for o in todo:
+        if not records.get(o["req"].pid + "-direct"):
+            o["ok"] = True
+            o["why"] = f"the gateway does not read it either (sent straight to it: status {o['direct'][0]}, no record)"
+
+
+def replay_refused(outs: list[dict], oracle_port: int, ctl: int) -> None:
+    """Send what modelmap refused straight to the oracle, to learn what LiteLLM would have
+    read: a refusal is needed when that holds a forbidden name, and costs a legitimate
+    request when it holds only names the caller may use (over-refusal, reported)."""
+    refused = [o for o in outs if o.get("why") == "refused by modelmap"]
+    if not refused:
+        return
+    get(f"http://127.0.0.1:{ctl}/reset")
+    direct = []
+    for o in refused:
+        r = o["req"]
+        d = gen.Req(r.family, r.desc, r.key, r.method, r.target, r.headers, r.body, r.framing, r.pid + "-direct")
+        direct.append((o, d))
+    with cf.ThreadPoolExecutor(WORKERS) as ex:
+        list(ex.map(lambda od: send(oracle_port, od[1].raw()), direct))
+    time.sleep(0.2)
+    status, data = get(f"http://127.0.0.1:{ctl}/records", timeout=10)
+    records = json.loads(data) if status == 200 else {}
+    for o, d in direct:
+        recs = records.get(d.pid, [])
+        names = [n for rec in recs for n in rec.get("names", [])]
+        needed = [n for n in gen.forbidden(names, d.key) if not (d.key == gen.KEY_OWN and n in gen.OWN_PUBLIC)]
+        o["direct_names"] = names
+        if not recs:
+            o["refusal"] = "uvicorn itself refuses it"
+        elif needed:
+            o["refusal"] = "needed"
+        elif any(rec.get("litellm_rejects") for rec in recs):
+            o["refusal"] = "LiteLLM rejects it too"
+        elif d.key == gen.KEY_OWN and any(n in gen.OWN_PUBLIC for n in names):
+            o["refusal"] = "over: an own public name modelmap could have mapped"
+        else:
+            o["refusal"] = "over: only names this caller may use"
+
+
 def short_record(recs: list[dict]) -> str:
     keep = ("path", "route", "template", "names", "auth", "fallbacks", "handler_params", "litellm_rejects", "body_keys",
-            "no_auth_dependency", "status", "oracle_error")
+            "no_auth_dependency", "status", "oracle_error", "id_names")
     out = [{k: rec[k] for k in keep if k in rec} for rec in recs]
     s = json.dumps(out, ensure_ascii=False)
     return s if len(s) < 1500 else s[:1500] + "…"
+
+
+def _kind(o: dict) -> str:
+    why = o["why"]
+    if why.startswith("modelmap's upstream framing"):
+        return "upstream framing: " + why.split(": ", 2)[-1].split(":")[0][:60]
+    if why.startswith("oracle saw"):
+        r = o["req"]
+        who = "t-own key" if r.key == gen.KEY_OWN else "team-less key"
+        what = "own public name unmapped" if any(n in gen.OWN_PUBLIC for n in re.findall(r"'([^']+)'", why)) \
+            else "another team's internal name"
+        return f"{who}: {what} reached LiteLLM"
+    return why.split(" (")[0][:80]
 
 
 def write_reports(all_runs: dict[str, list[dict]], report: Path, md: Path | None, meta: str) -> None:
@@ -222,11 +432,32 @@ def write_reports(all_runs: dict[str, list[dict]], report: Path, md: Path | None
         totals = collections.Counter(o["req"].family for o in outs)
         md_lines.append(f"## {label}: {len(outs) - len(fails)} passed, {len(fails)} failed")
         md_lines.append("")
-        md_lines.append("| family | failed / run |")
-        md_lines.append("| --- | --- |")
+        refused = collections.Counter(o["req"].family for o in outs if o.get("why") == "refused by modelmap")
+        md_lines.append("| family | failed | refused by modelmap | run |")
+        md_lines.append("| --- | --- | --- | --- |")
         for fam in sorted(totals):
-            md_lines.append(f"| {fam} | {len(by_fam.get(fam, []))} / {totals[fam]} |")
+            md_lines.append(f"| {fam} | {len(by_fam.get(fam, []))} | {refused.get(fam, 0)} | {totals[fam]} |")
         md_lines.append("")
+        refusals = collections.Counter(o["refusal"] for o in outs if "refusal" in o)
+        if refusals:
+            md_lines.append("Refusals, replayed straight to the oracle: " + "; ".join(f"{k} ×{c}" for k, c in refusals.most_common()))
+            md_lines.append("")
+            over = [o for o in outs if o.get("refusal", "").startswith("over")]
+            over_fam = collections.defaultdict(list)
+            for o in over:
+                over_fam[o["req"].family].append(o)
+            if over_fam:
+                md_lines.append("Over-refusals (not failures: fail-closed is allowed; each costs a request LiteLLM would have served), one example per family:")
+                md_lines.append("")
+                for fam in sorted(over_fam):
+                    ex = min(over_fam[fam], key=lambda o: len(o["req"].raw()))
+                    md_lines.append(f"- {fam} ×{len(over_fam[fam])}: {ex['req'].desc}; LiteLLM would read {ex['direct_names'][:4]}; "
+                                    f"modelmap said `{ex['body'][:160]!r}`; request `{ex['req'].raw()[:400]!r}`")
+                md_lines.append("")
+        kinds = collections.Counter(_kind(o) for o in fails)
+        if kinds:
+            md_lines.append("Disagreements by kind: " + "; ".join(f"{k} ×{c}" for k, c in kinds.most_common()))
+            md_lines.append("")
         for fam in sorted(by_fam):
             fl = by_fam[fam]
             ex = min(fl, key=lambda o: len(o["req"].raw()) if o["req"].method != "?" else 0)
@@ -288,11 +519,15 @@ def main() -> int:
         print(f"parity: oracles up in {time.monotonic() - t0:.1f}s; {len(reqs)} requests "
               f"({len(reqs) - a.count} corpus + {a.count} generated, seed {a.seed}) per run", file=sys.stderr)
         for h, (_, port, ctl) in oracles.items():
-            mm, mm_port = start_modelmap(a.bin, port, mapping, work, h, guard=True)
+            tap = Tap(port)
+            mm, mm_port = start_modelmap(a.bin, tap.port, mapping, work, h, guard=True)
             procs.append(mm)
             t = time.monotonic()
-            outs, skipped = run_once(reqs, mm_port, ctl, deadline - 15)
+            outs, skipped = run_once(reqs, mm_port, ctl, deadline - 15, tap)
             skipped_total += skipped
+            recheck_unanswered(outs, port, ctl)
+            if h == impls[0]:
+                replay_refused(outs, port, ctl)
             runs[f"guard on, uvicorn {h}"] = outs
             print(f"parity: {h}: {sum(o['ok'] for o in outs)} passed, {sum(not o['ok'] for o in outs)} failed, "
                   f"{skipped} skipped, {time.monotonic() - t:.1f}s", file=sys.stderr)
@@ -300,10 +535,11 @@ def main() -> int:
         caught = None
         if not a.no_self_check:
             h, (_, port, ctl) = next(iter(oracles.items()))
-            mm, mm_port = start_modelmap(a.bin, port, mapping, work, "noguard", guard=False)
+            tap = Tap(port)
+            mm, mm_port = start_modelmap(a.bin, tap.port, mapping, work, "noguard", guard=False)
             procs.append(mm)
             sample = gen.corpus()
-            outs, _ = run_once(sample, mm_port, ctl, deadline + 30)
+            outs, _ = run_once(sample, mm_port, ctl, deadline + 30, tap)
             caught = sum(not o["ok"] for o in outs)
             runs[f"self-check: --guard=false, uvicorn {h} (must fail)"] = outs
             mm.stop()
