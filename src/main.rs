@@ -56,7 +56,7 @@ fn main() -> ExitCode {
             let mapping = match discover::cli::mapping(&args.mapping, &args.gateway) {
                 Ok(m) => m,
                 Err(e) => {
-                    eprintln!("{}", e.report());
+                    eprintln!("{e}");
                     return ExitCode::FAILURE;
                 }
             };

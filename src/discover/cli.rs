@@ -43,11 +43,11 @@ fn fetch(g: &GatewaySources) -> Result<(Vec<(Source, Found)>, String), String> {
 /// when a source is given (a missing file then counts as empty, as in `serve`).
 pub fn mapping(file: &Path, g: &GatewaySources) -> Result<Mapping, String> {
     if g.database_url.is_none() && g.config.is_none() {
-        return Mapping::load(file).map_err(|e| e.to_string());
+        return Mapping::load(file).map_err(|e| e.report());
     }
     let draft = match std::fs::read_to_string(file) {
         Ok(text) => {
-            Some(Mapping::draft(&text, &file.display().to_string()).map_err(|e| e.to_string())?)
+            Some(Mapping::draft(&text, &file.display().to_string()).map_err(|e| e.report())?)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(format!("{}: {e}", file.display())),
@@ -55,7 +55,7 @@ pub fn mapping(file: &Path, g: &GatewaySources) -> Result<Mapping, String> {
     let (found, _) = fetch(g)?;
     let refs: Vec<(Source, &Found)> = found.iter().map(|(s, f)| (*s, f)).collect();
     let merged = merge(draft.as_ref(), &refs);
-    Mapping::from_draft(&merged.draft, "file merged with the gateway").map_err(|e| e.to_string())
+    Mapping::from_draft(&merged.draft, "file merged with the gateway").map_err(|e| e.report())
 }
 
 /// The YAML `modelmap discover` prints.
