@@ -74,8 +74,9 @@ class Req:
     target: str
     headers: list[tuple[str, bytes | str]] = field(default_factory=list)
     body: bytes = b""
-    framing: str = "cl"  # cl | cl-list | cl-list-space | cl-twice | chunked | chunked-upper | none
+    framing: str = "cl"  # cl | cl-list | cl-list-space | cl-twice | chunked | chunked-upper | none | ...
     pid: str = ""
+    half_close: bool = False  # the client shuts its sending side right after the request
 
     def raw(self) -> bytes:
         head = [f"{self.method} {self.target} HTTP/1.1".encode(), b"Host: 127.0.0.1"]
@@ -608,10 +609,20 @@ def gen_framing(g: G, key: str) -> Req:
     return r
 
 
+def gen_half_close(g: G, key: str) -> Req:
+    """A complete request, then the client half-closes (shutdown(SHUT_WR)), as some HTTP
+    clients do: the request is whole, so it must arrive whole, and be answered."""
+    r = gen_json(g, key) if g.r.random() < 0.7 else gen_form(g, key)
+    r.family = "half-close"
+    r.half_close = True
+    r.desc = "half-close " + r.desc
+    return r
+
+
 GENERATORS = [
     (gen_json, 20), (gen_form, 10), (gen_multipart, 14), (gen_multipart_json, 5), (gen_query, 12),
     (gen_header, 6), (gen_path, 12), (gen_realtime, 5), (gen_framing, 6), (gen_path_managed_id, 3),
-    (gen_two_content_types, 2),
+    (gen_two_content_types, 2), (gen_half_close, 2),
 ]
 
 
@@ -718,6 +729,10 @@ def corpus() -> list[Req]:
         [("Content-Type", "application/json")], b'{"session":{"type":"realtime","model":"@@"}}')
     add("json-completion", "completion.model on evals", "POST", "/v1/evals",
         [("Content-Type", "application/json")], b'{"completion":{"model":"@@"}}')
+    for key in (KEY_NONE, KEY_OWN):
+        out.append(Req("half-close", "client half-closes after a whole request", key, "POST", "/v1/chat/completions",
+                       [("Authorization", f"Bearer {key}"), ("Content-Type", "application/json")],
+                       b'{"model":"own-a","messages":[]}', half_close=True))
     for i, r in enumerate(out):
         r.pid = f"c-{i}"
     return out

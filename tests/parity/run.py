@@ -130,12 +130,14 @@ def _complete(data: bytes) -> bool:
     return False
 
 
-def send(port: int, raw: bytes) -> tuple[int | None, bytes, str]:
+def send(port: int, raw: bytes, half_close: bool = False) -> tuple[int | None, bytes, str]:
     """Send raw bytes on a fresh connection; read one response (bounded in size and time)."""
     data = b""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=REQ_TIMEOUT) as s:
             s.sendall(raw)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
             end = time.monotonic() + REQ_TIMEOUT
             while time.monotonic() < end and len(data) < 1 << 20 and not _complete(data):
                 try:
@@ -279,7 +281,7 @@ def run_once(reqs: list[gen.Req], mm_port: int, ctl: int, deadline: float, tap: 
     def one(r: gen.Req):
         if time.monotonic() > deadline:
             return r.pid, (None, b"", "skipped: time budget")
-        return r.pid, send(mm_port, r.raw())
+        return r.pid, send(mm_port, r.raw(), r.half_close)
 
     with cf.ThreadPoolExecutor(WORKERS) as ex:
         for pid, res in ex.map(one, reqs):
@@ -307,6 +309,20 @@ def run_once(reqs: list[gen.Req], mm_port: int, ctl: int, deadline: float, tap: 
             if not bad and st is not None and st >= 500 and not any(rec.get("no_auth_dependency") for rec in recs):
                 o["ok"] = False
                 o["why"] = f"the gateway served it (answered 200) but modelmap answered {st}"
+            if modelmap_refusal(st, body) and not any(rec.get("no_auth_dependency") for rec in recs):
+                # The oracle answers 200 to every request that reaches auth: an OpenAI error
+                # here is modelmap's, sent after the request had already gone upstream.
+                o["ok"] = False
+                o["why"] = (f"modelmap refused it ({st}) after it had gone upstream: the gateway saw the request "
+                            f"(body keys {sorted({k for rec in recs for k in rec.get('body_keys', [])})[:6]})")
+            if o["ok"] and st is None and not err:
+                o["ok"] = False
+                o["why"] = "the gateway got it, but modelmap sent the client no answer"
+            if o["ok"] and r.body and r.method == "POST" and not any(rec.get("body_keys") for rec in recs) \
+                    and not any(rec.get("litellm_rejects") or rec.get("no_auth_dependency") for rec in recs) \
+                    and r.family in ("half-close",):
+                o["ok"] = False
+                o["why"] = "the gateway got the request without its body"
             if len(recs) > 1:
                 o["note"] = f"{len(recs)} requests reached the oracle under this id"
         elif modelmap_refusal(st, body):
@@ -349,8 +365,9 @@ def recheck_unanswered(outs: list[dict], oracle_port: int, ctl: int) -> None:
     get(f"http://127.0.0.1:{ctl}/reset")
     def one(o: dict) -> None:
         r = o["req"]
-        d = gen.Req(r.family, r.desc, r.key, r.method, r.target, r.headers, r.body, r.framing, r.pid + "-direct")
-        st, _, err = send(oracle_port, d.raw())
+        d = gen.Req(r.family, r.desc, r.key, r.method, r.target, r.headers, r.body, r.framing, r.pid + "-direct",
+                    r.half_close)
+        st, _, err = send(oracle_port, d.raw(), r.half_close)
         o["direct"] = (st, err)
 
     with cf.ThreadPoolExecutor(WORKERS) as ex:
@@ -375,10 +392,11 @@ def replay_refused(outs: list[dict], oracle_port: int, ctl: int) -> None:
     direct = []
     for o in refused:
         r = o["req"]
-        d = gen.Req(r.family, r.desc, r.key, r.method, r.target, r.headers, r.body, r.framing, r.pid + "-direct")
+        d = gen.Req(r.family, r.desc, r.key, r.method, r.target, r.headers, r.body, r.framing, r.pid + "-direct",
+                    r.half_close)
         direct.append((o, d))
     with cf.ThreadPoolExecutor(WORKERS) as ex:
-        list(ex.map(lambda od: send(oracle_port, od[1].raw()), direct))
+        list(ex.map(lambda od: send(oracle_port, od[1].raw(), od[1].half_close), direct))
     time.sleep(0.2)
     status, data = get(f"http://127.0.0.1:{ctl}/records", timeout=10)
     records = json.loads(data) if status == 200 else {}
