@@ -113,6 +113,19 @@ fn the_litellm_config_is_watched_and_a_broken_one_keeps_the_last_good_rules() {
         "{text}"
     );
 
+    // Back to the last good content: the failure clears although nothing else changes.
+    std::fs::write(
+        &litellm,
+        config(&[
+            ("model_name_team-abc_2", "team-abc", "gpt-4.1"),
+            ("model_name_team-xyz_1", "team-xyz", "claude"),
+        ]),
+    )
+    .expect("write");
+    eventually(Duration::from_secs(5), "the failure clears", || {
+        String::from_utf8_lossy(&proxy.admin_get("/readyz").body).contains("discovery config: ok")
+    });
+
     std::fs::write(
         &litellm,
         config(&[("model_name_team-abc_3", "team-abc", "gpt-4.1")]),

@@ -12,10 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use sha2::{Digest, Sha256};
 use tokio::time::MissedTickBehavior;
 
 use super::database::Database;
@@ -129,11 +127,14 @@ impl BackgroundService for DatabaseDiscovery {
 }
 
 /// LiteLLM's config file as a discovery source, for the mapping watcher.
+///
+/// Every read is compared with the last applied answer by the store (`unchanged` when
+/// equal), not by a digest of the file here: a file that was unreadable for a while and
+/// comes back with its old content must still clear the failure.
 pub struct ConfigDiscovery {
     pub path: PathBuf,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
-    digest: Mutex<Option<[u8; 32]>>,
 }
 
 impl ConfigDiscovery {
@@ -142,7 +143,6 @@ impl ConfigDiscovery {
             path,
             store,
             metrics,
-            digest: Mutex::new(None),
         }
     }
 }
@@ -152,45 +152,10 @@ impl Watched for ConfigDiscovery {
         &self.path
     }
 
-    fn reload(&self, force: bool) {
+    fn reload(&self, _force: bool) {
         let started = Instant::now();
-        let mut last = self.digest.lock();
-        let answer = std::fs::read(&self.path)
-            .map_err(|source| DiscoverError::ReadConfig {
-                path: self.path.display().to_string(),
-                source,
-            })
-            .and_then(|bytes| {
-                let digest: [u8; 32] = Sha256::digest(&bytes).into();
-                let text = String::from_utf8_lossy(&bytes);
-                config_file::parse(&text, &self.path.display().to_string())
-                    .map(|found| (found, digest))
-            });
-        match answer {
-            Ok((_, digest)) if !force && *last == Some(digest) => {
-                self.metrics
-                    .discovery
-                    .rounds
-                    .with_label_values(&[Source::Config.as_str(), "unchanged"])
-                    .inc();
-            }
-            Ok((found, digest)) => {
-                if finish(
-                    &self.store,
-                    &self.metrics,
-                    Source::Config,
-                    Ok(found),
-                    started,
-                )
-                .is_ok()
-                {
-                    *last = Some(digest);
-                }
-            }
-            Err(e) => {
-                let _ = finish(&self.store, &self.metrics, Source::Config, Err(e), started);
-            }
-        }
+        let answer = config_file::load(&self.path);
+        let _ = finish(&self.store, &self.metrics, Source::Config, answer, started);
     }
 }
 
