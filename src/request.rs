@@ -213,6 +213,10 @@ pub fn framing(version: http::Version, headers: &HeaderMap) -> Option<&'static s
 /// Checks every stretch of the decoded path that a route may read a model name from
 /// (see [`path::segment_runs`]) and bounds the URL's size for that.
 pub fn check_url(decoded_path: &str, path_and_query: &str, names: &mut Names) {
+    if !names.guard() {
+        // Nothing here maps a name: these are the guard's checks alone.
+        return;
+    }
     match path::segment_runs(decoded_path) {
         Some(runs) => runs
             .into_iter()

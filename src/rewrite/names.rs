@@ -166,13 +166,16 @@ impl Names {
         if !self.guard || self.verdict.is_some() {
             return;
         }
-        let whole = [name, py::strip(name)];
-        let parts = place
-            .is_list()
+        // Each distinct reading once: the name, its stripped form when stripping changes
+        // it, and the entries of a list when it is one (a name without a comma is its
+        // own only entry).
+        let stripped = py::strip(name);
+        let bare = (stripped.len() != name.len()).then_some(stripped);
+        let parts = (place.is_list() && name.contains(','))
             .then(|| py::list(name))
             .into_iter()
             .flatten();
-        for candidate in whole.into_iter().chain(parts) {
+        for candidate in std::iter::once(name).chain(bare).chain(parts) {
             let owner = self.mapping.owner_of(candidate);
             if owner.is_some() && owner != self.team.as_deref() {
                 self.verdict = Some(Verdict::Denied(candidate.to_string()));
