@@ -141,6 +141,22 @@ pub struct ServeArgs {
     /// Longest wait for a client's next bytes once its request head has arrived.
     #[arg(long, env = "MODELMAP_CLIENT_READ_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub client_read_timeout: Duration,
+    /// Longest a client may take to send a whole request head, from its first byte
+    /// (408 after it): bounds clients that trickle a head a byte at a time.
+    #[arg(long, env = "MODELMAP_HEAD_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub head_timeout: Duration,
+    /// How long an idle client connection is kept open for its next request.
+    #[arg(long, env = "MODELMAP_KEEPALIVE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub keepalive_timeout: Duration,
+    /// How long an idle connection to the gateway is kept for reuse. Below the gateway's
+    /// own keep-alive timeout (uvicorn's default is 5 s), so the gateway rarely closes a
+    /// connection modelmap is about to reuse.
+    #[arg(long, env = "MODELMAP_UPSTREAM_IDLE_TIMEOUT", default_value = "4s", value_parser = humantime::parse_duration)]
+    pub upstream_idle_timeout: Duration,
+    /// Most client connections open at once; past it a new connection is answered 503
+    /// and closed (counted in `modelmap_connections_refused_total`).
+    #[arg(long, env = "MODELMAP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// On SIGTERM, how long in-flight requests and streams may take to finish.
     #[arg(long, env = "MODELMAP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
@@ -380,6 +396,13 @@ impl Settings {
                 ),
             });
         }
+        if args.max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                flag: "max-connections",
+                value: "0".into(),
+                reason: "at least one connection is needed".into(),
+            });
+        }
         if args.threads == 0 {
             return Err(ConfigError::Invalid {
                 flag: "threads",
@@ -420,6 +443,8 @@ impl Settings {
         for (flag, value) in [
             ("discover-interval", args.discover_interval),
             ("discover-timeout", args.discover_timeout),
+            ("head-timeout", args.head_timeout),
+            ("keepalive-timeout", args.keepalive_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Invalid {

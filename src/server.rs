@@ -1,4 +1,4 @@
-//! Assembles the Pingora server: the proxy, the admin server, the mapping watcher and
+//! Assembles the Pingora server: the proxy loop (`proxy`, a pingora-core `ServerApp`), the admin server, the mapping watcher and
 //! discovery (when configured), sharing one store and one metrics registry. `main` runs
 //! it until a signal; tests run it on a thread and stop it through [`Running`].
 
@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
-use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
@@ -20,7 +19,7 @@ use crate::admin::Admin;
 use crate::config::Settings;
 use crate::discover::service::Plan;
 use crate::metrics::Metrics;
-use crate::proxy::ModelMap;
+use crate::proxy::Proxy;
 use crate::store::{Reload, Store};
 use crate::watch::MappingWatcher;
 
@@ -104,8 +103,8 @@ pub fn build(settings: Settings) -> Result<Parts, StartError> {
     let listen = settings.args.listen.clone();
     let admin_addr = settings.args.admin.clone();
     let debounce = settings.args.reload_debounce;
-    let proxy = ModelMap::new(settings, store.clone(), metrics.clone(), in_flight.clone());
-    let mut proxy = http_proxy_service_with_name(&server.configuration, proxy, "modelmap proxy");
+    let proxy = Proxy::new(&settings, store.clone(), metrics.clone(), in_flight.clone());
+    let mut proxy = Service::new("modelmap proxy".to_string(), proxy);
     proxy.add_tcp(&listen);
 
     let mut admin = Service::new(

@@ -3,32 +3,34 @@
 
 use std::fmt;
 
-use pingora::prelude::*;
+use pingora::protocols::http::v1::server::HttpSession;
 
-use super::Ctx;
+use super::exchange::Ctx;
+use super::request::RequestBody;
 use crate::metrics::{Metrics, Outcome};
-use crate::request::RequestBody;
 use crate::rewrite::names::Place;
 
-pub(super) fn record(metrics: &Metrics, session: &Session, e: Option<&Error>, ctx: &Ctx) {
+pub(super) fn record(metrics: &Metrics, session: &HttpSession, ctx: &Ctx) {
     // A reverted body reached the gateway as sent: only URL rewrites count then.
     // A refused request reached nothing.
     let reverted = ctx.body.as_ref().is_some_and(RequestBody::reverted) || ctx.refusal.is_some();
     let counted = |p: Place| !reverted || matches!(p, Place::Path | Place::Query | Place::Header);
-    let names = ctx.names.as_ref();
+    let names = &ctx.names;
     let applied: Vec<_> = names
-        .map(|n| n.applied.iter().filter(|a| counted(a.place)).collect())
-        .unwrap_or_default();
+        .applied
+        .iter()
+        .filter(|a| counted(a.place))
+        .collect();
     let rewrites = if ctx.refusal.is_some() {
         0
     } else if reverted {
         applied.iter().map(|a| a.times as usize).sum()
     } else {
-        names.map_or(0, |n| n.count)
+        names.count
     };
-    let outcome = if ctx.rejected {
+    let outcome = if ctx.refusal.is_some() {
         Outcome::Rejected
-    } else if e.is_some_and(|e| e.esource() != &ErrorSource::Downstream) {
+    } else if ctx.failed {
         Outcome::Error
     } else if rewrites > 0 {
         Outcome::Rewritten
@@ -42,9 +44,11 @@ pub(super) fn record(metrics: &Metrics, session: &Session, e: Option<&Error>, ct
     if ctx.body.as_ref().is_some_and(RequestBody::passthrough) {
         m.body_passthrough.with_label_values(&[family]).inc();
     }
-    let caller = ctx.caller.as_ref();
-    let team = caller.and_then(|c| c.team.as_deref());
-    let team_label = team.filter(|t| ctx.snapshot.has_team(t)).unwrap_or("other");
+    let caller = &ctx.caller;
+    let team = names.team();
+    let team_label = team
+        .filter(|t| names.mapping().has_team(t))
+        .unwrap_or("other");
     for a in &applied {
         m.rewrites
             .with_label_values(&[team_label, a.place.as_str(), &a.from, &a.to])
@@ -53,7 +57,7 @@ pub(super) fn record(metrics: &Metrics, session: &Session, e: Option<&Error>, ct
 
     let req = session.req_header();
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    let (requested, sent) = names
+    let (requested, sent) = Some(names)
         .filter(|_| !reverted)
         .and_then(|n| n.model.as_ref())
         .map_or(("", ""), |(r, s)| (r.as_str(), s.as_str()));
@@ -66,14 +70,14 @@ pub(super) fn record(metrics: &Metrics, session: &Session, e: Option<&Error>, ct
         status,
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         team = %Field(team.unwrap_or("-")),
-        identity = %caller.map_or("unknown", |c| c.source.as_str()),
-        key = %caller.and_then(|c| c.key).map(|k| k.short()).unwrap_or_default(),
+        identity = %caller.source.as_str(),
+        key = %caller.key.map(|k| k.short()).unwrap_or_default(),
         requested = %Field(requested),
         sent = %Field(sent),
         rewrites,
-        upstream_status = ctx.upstream_status.unwrap_or(0),
+        upstream_status = ctx.upstream_status,
         outcome = %outcome.as_str(),
-        error = %e.map(|e| e.etype().as_str()).unwrap_or_default(),
+        error = %ctx.error.unwrap_or_default(),
     );
 }
 
