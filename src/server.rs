@@ -42,7 +42,7 @@ pub enum StartError {
 /// with one clear error. Pingora binds its listeners later, on its own threads: there a
 /// failure is retried for half a minute and then panics a service thread, leaving a
 /// process whose admin server answers `/healthz` while the proxy serves nothing.
-fn probe_bind(addrs: [(&'static str, &str); 2]) -> Result<(), StartError> {
+fn probe_bind(addrs: [(&'static str, std::net::SocketAddr); 2]) -> Result<(), StartError> {
     for (flag, addr) in addrs {
         std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
             flag,
@@ -66,29 +66,25 @@ pub struct Parts {
 /// stop the start: the proxy runs (passing names through), `/readyz` says not ready, and
 /// the watcher applies the file as soon as it is fixed.
 pub fn build(settings: Settings) -> Result<Parts, StartError> {
-    probe_bind([
-        ("listen", &settings.args.listen),
-        ("admin", &settings.args.admin),
-    ])?;
+    probe_bind([("listen", settings.listen), ("admin", settings.admin)])?;
     let metrics = Arc::new(Metrics::new()?);
     let discovery = Plan::new(&settings);
     let store = Arc::new(
-        Store::new(settings.args.mapping.clone(), metrics.clone())
-            .with_discovery(discovery.sources()),
+        Store::new(settings.mapping.clone(), metrics.clone()).with_discovery(discovery.sources()),
     );
     if let Reload::Failed(_) = store.reload(false) {
         tracing::warn!("starting without a mapping: not ready until the file is valid");
     }
 
     let conf = ServerConf {
-        threads: settings.args.threads,
+        threads: settings.threads,
         // One worker needs no work stealing: a plain single-threaded runtime skips the
         // cross-thread queues and wake-ups.
-        work_stealing: settings.args.threads > 1,
+        work_stealing: settings.threads > 1,
         // Draining is handled by `Drain` below, which exits the process itself. Pingora's
         // fixed grace sleep is only a backstop and must outlast the drain's own deadline:
         // rounding a timeout down (1.5 s to 1 s) let Pingora end the process first.
-        grace_period_seconds: Some(backstop_seconds(settings.args.shutdown_timeout)),
+        grace_period_seconds: Some(backstop_seconds(settings.shutdown_timeout)),
         graceful_shutdown_timeout_seconds: Some(1),
         // Pingora keeps a cancelled fast timer until its deadline: with a 600 s read
         // timeout, every upstream read would pin memory for ten minutes (measured by the
@@ -100,9 +96,8 @@ pub fn build(settings: Settings) -> Result<Parts, StartError> {
     server.bootstrap();
 
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let listen = settings.args.listen.clone();
-    let admin_addr = settings.args.admin.clone();
-    let debounce = settings.args.reload_debounce;
+    let (listen, admin_addr) = (settings.listen.to_string(), settings.admin.to_string());
+    let debounce = settings.reload_debounce;
     let proxy = Proxy::new(&settings, store.clone(), metrics.clone(), in_flight.clone());
     let mut proxy = Service::new("modelmap proxy".to_string(), proxy);
     proxy.add_tcp(&listen);

@@ -16,11 +16,7 @@ pub(super) fn record(metrics: &Metrics, session: &HttpSession, ctx: &Ctx) {
     let reverted = ctx.body.as_ref().is_some_and(RequestBody::reverted) || ctx.refusal.is_some();
     let counted = |p: Place| !reverted || matches!(p, Place::Path | Place::Query | Place::Header);
     let names = &ctx.names;
-    let applied: Vec<_> = names
-        .applied
-        .iter()
-        .filter(|a| counted(a.place))
-        .collect();
+    let applied: Vec<_> = names.applied.iter().filter(|a| counted(a.place)).collect();
     let rewrites = if ctx.refusal.is_some() {
         0
     } else if reverted {

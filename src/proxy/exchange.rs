@@ -203,8 +203,7 @@ impl Proxy {
         if has_body && done {
             let len: usize = held.iter().map(Bytes::len).sum();
             head.remove_header(&TRANSFER_ENCODING);
-            head.insert_header(CONTENT_LENGTH, len)
-                .map_err(before)?;
+            head.insert_header(CONTENT_LENGTH, len).map_err(before)?;
         } else if has_body && ctx.body.is_some() {
             // The rewritten length is not known yet.
             head.remove_header(&CONTENT_LENGTH);
@@ -384,9 +383,8 @@ impl Proxy {
     /// client waiting for `100 Continue`, or a body whose framing is in doubt, gets the
     /// answer at once and the connection closes.
     async fn refuse(&self, down: &mut HttpSession, ctx: &mut Ctx, refusal: Refusal) -> bool {
-        let drained = !request::expects_continue(down.req_header())
-            && refusal.framing_trusted()
-            && {
+        let drained =
+            !request::expects_continue(down.req_header()) && refusal.framing_trusted() && {
                 down.set_total_drain_timeout(Some(self.limits.drain_timeout));
                 down.drain_request_body().await.is_ok()
             };
@@ -454,7 +452,10 @@ enum Streamed {
 
 /// The next piece of the client's body, within the body deadline (Pingora's own read
 /// timeout is per read: a client trickling one byte at a time would never hit it).
-async fn read_piece(down: &mut HttpSession, deadline: tokio::time::Instant) -> Result<Option<Bytes>> {
+async fn read_piece(
+    down: &mut HttpSession,
+    deadline: tokio::time::Instant,
+) -> Result<Option<Bytes>> {
     match timeout_at(deadline, down.read_body_bytes()).await {
         Ok(piece) => piece.map_err(|e| e.into_down()),
         Err(_) => Error::e_explain(ErrorType::ReadTimedout, "request body deadline")

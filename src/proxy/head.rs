@@ -84,7 +84,10 @@ pub(super) async fn read(
 /// LF, with or without CR before it, as the HTTP parsers on both sides accept.
 fn head_end(buf: &[u8], from: usize) -> Option<usize> {
     // Empty lines before the request line are skipped by the parsers (RFC 9112 §2.2).
-    let start = buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+    let start = buf
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
     let from = from.max(start);
     let mut at = from;
     while let Some(i) = memchr::memchr(b'\n', &buf[at..]) {
@@ -110,7 +113,10 @@ mod tests {
 
     #[test]
     fn a_head_ends_at_its_empty_line_however_lines_end() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody", 0), Some(27));
+        assert_eq!(
+            head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody", 0),
+            Some(27)
+        );
         assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\nbody", 0), Some(24));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n", 0), None);
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r", 0), None);

@@ -92,7 +92,7 @@ impl Proxy {
         metrics: Arc<Metrics>,
         in_flight: Arc<AtomicUsize>,
     ) -> Proxy {
-        let args = &settings.args;
+        let args = &settings.proxy;
         let identity = Identity::new(settings, metrics.clone());
         let restore_budget = Budget::new(
             args.restore_buffer_budget,
@@ -102,7 +102,7 @@ impl Proxy {
         Proxy {
             limits: Limits {
                 guard: args.guard,
-                identity_fail_closed: args.identity_fail_closed,
+                identity_fail_closed: settings.identity.fail_closed,
                 head_timeout: args.head_timeout,
                 keepalive_timeout: args.keepalive_timeout,
                 client_read_timeout: args.client_read_timeout,
@@ -157,7 +157,9 @@ impl Proxy {
                 Ok(None) => return,
                 Err(e) => {
                     tracing::debug!(error = %e, "unparsable request head");
-                    return self.answer_raw(session.into_inner(), &Failure::BadHead).await;
+                    return self
+                        .answer_raw(session.into_inner(), &Failure::BadHead)
+                        .await;
                 }
             }
             // Boxed: an idle connection then holds only this small loop, not the state

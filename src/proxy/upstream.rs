@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pingora::connectors::TransportConnector;
-use pingora::upstreams::peer::Peer;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::v1::client::HttpSession as Upstream;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::Peer;
 use pingora::{ErrorType, Result};
 
 /// The gateway: where to connect, how long to wait, and the pool of idle connections.
@@ -62,7 +62,9 @@ impl Gateway {
         match send_on(&mut up, req).await {
             Ok(()) => return Ok(up),
             Err(e) if !reused || !retryable(&e) => return Err(e),
-            Err(e) => tracing::debug!(error = %e, "pooled gateway connection was dead; retrying once"),
+            Err(e) => {
+                tracing::debug!(error = %e, "pooled gateway connection was dead; retrying once")
+            }
         }
         let (mut up, _) = self.fresh().await?;
         send_on(&mut up, req).await?;
