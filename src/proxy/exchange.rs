@@ -15,7 +15,7 @@ use pingora::{Error, ErrorType, Result};
 use tokio::time::timeout_at;
 
 use super::request::{self, RequestBody};
-use super::upstream::Outgoing;
+use super::upstream::{Outgoing, SendError};
 use super::{InFlight, Proxy, access, response, upgrade};
 use crate::error::{Failure, Refusal};
 use crate::identity::{Caller, TeamSource};
@@ -128,8 +128,13 @@ impl Proxy {
     /// The request's head as it goes upstream: names mapped, the trusted team header and
     /// hop-by-hop headers removed, and an uncompressed answer asked for when it may need
     /// restoring (the hop is loopback inside the pod, where compression buys nothing).
-    fn upstream_head(&self, down: &HttpSession, ctx: &Ctx) -> Result<RequestHeader> {
-        let mut head = down.req_header().clone();
+    fn upstream_head(
+        &self,
+        down: &HttpSession,
+        ctx: &Ctx,
+        framing: Framing,
+    ) -> Result<Box<RequestHeader>> {
+        let mut head = Box::new(down.req_header().clone());
         let (uri, model_header) = (ctx.uri.as_deref(), ctx.model_header.as_ref());
         let upgrade = down.is_upgrade_req();
         for name in super::hop_by_hop(&head.headers, upgrade) {
@@ -161,6 +166,17 @@ impl Proxy {
         if changed || ctx.body.is_some() || ctx.models_list {
             head.remove_header(&ACCEPT_ENCODING);
         }
+        match framing {
+            Framing::AsSent => {}
+            Framing::Length(len) => {
+                head.remove_header(&TRANSFER_ENCODING);
+                head.insert_header(CONTENT_LENGTH, len)?;
+            }
+            Framing::Chunked => {
+                head.remove_header(&CONTENT_LENGTH);
+                head.insert_header(TRANSFER_ENCODING, "chunked")?;
+            }
+        }
         Ok(head)
     }
 
@@ -172,7 +188,6 @@ impl Proxy {
         shutdown: &ShutdownWatch,
     ) -> std::result::Result<bool, (Stage, Box<Error>)> {
         let before = |e| (Stage::Before, e);
-        let mut head = self.upstream_head(down, ctx).map_err(before)?;
         let upgrade = down.is_upgrade_req();
         let has_body = request::has_body(down.req_header());
         if has_body && request::expects_continue(down.req_header()) {
@@ -200,25 +215,31 @@ impl Proxy {
                 return Ok(self.refuse(down, ctx, refusal).await);
             }
         }
-        if has_body && done {
-            let len: usize = held.iter().map(Bytes::len).sum();
-            head.remove_header(&TRANSFER_ENCODING);
-            head.insert_header(CONTENT_LENGTH, len).map_err(before)?;
+        let framing = if has_body && done {
+            Framing::Length(held.iter().map(Bytes::len).sum())
         } else if has_body && ctx.body.is_some() {
             // The rewritten length is not known yet.
-            head.remove_header(&CONTENT_LENGTH);
-            head.insert_header(TRANSFER_ENCODING, "chunked")
-                .map_err(before)?;
-        }
-        let mut up = self
-            .gateway
-            .send(&Outgoing {
-                head: &head,
-                body: &held,
-                complete: done,
-            })
-            .await
-            .map_err(before)?;
+            Framing::Chunked
+        } else {
+            Framing::AsSent
+        };
+        let outgoing = |head| Outgoing {
+            head,
+            body: &held,
+            complete: done,
+        };
+        let head = self.upstream_head(down, ctx, framing).map_err(before)?;
+        let mut up = match self.gateway.send(outgoing(head)).await {
+            Ok(up) => up,
+            Err(SendError::Failed(e)) => return Err(before(e)),
+            Err(SendError::Retry) => {
+                let head = self.upstream_head(down, ctx, framing).map_err(before)?;
+                self.gateway
+                    .send_fresh(outgoing(head))
+                    .await
+                    .map_err(before)?
+            }
+        };
         drop(held);
         let mut complete = done;
         if !done {
@@ -442,6 +463,17 @@ impl Proxy {
             self.metrics.unreadable.with_label_values(&[reason]).inc();
         }
     }
+}
+
+/// How the body is framed upstream.
+#[derive(Clone, Copy)]
+enum Framing {
+    /// As the client framed it (no body, or a body streamed untouched).
+    AsSent,
+    /// Whole, with its (new) length.
+    Length(usize),
+    /// Streamed through a rewriter: its length is not known yet.
+    Chunked,
 }
 
 enum Streamed {

@@ -18,14 +18,15 @@ use crate::rewrite::{JsonRewriter, Profile};
 pub(super) fn prepare(
     resp: &mut ResponseHeader,
     is_head: bool,
-    ctx: &Ctx,
+    ctx: &mut Ctx,
     budget: &Budget,
 ) -> Result<Option<Restorer>> {
-    // A reverted body reached the gateway as sent: nothing to restore.
+    // A reverted body reached the gateway as sent: nothing to restore. The pairs are
+    // the restorer's from here on.
     let pairs = if ctx.body.as_ref().is_some_and(RequestBody::reverted) {
         Pairs::default()
     } else {
-        Pairs::new(ctx.names.restores.clone())
+        Pairs::new(std::mem::take(&mut ctx.names.restores))
     };
     if let Some(group) = resp
         .headers

@@ -28,10 +28,18 @@ pub(super) struct Gateway {
 
 /// A request ready to go upstream: its head and the body bytes held so far.
 pub(super) struct Outgoing<'a> {
-    pub head: &'a RequestHeader,
+    pub head: Box<RequestHeader>,
     pub body: &'a [Bytes],
     /// The body is complete: send its end too.
     pub complete: bool,
+}
+
+/// Why a send failed.
+pub(super) enum SendError {
+    /// A reused connection was dead: send once more, on a fresh one, with the head made
+    /// again (rather than kept as a copy on every request).
+    Retry,
+    Failed(Box<pingora::Error>),
 }
 
 impl Gateway {
@@ -57,16 +65,23 @@ impl Gateway {
     /// Connects (or reuses a pooled connection) and sends `req`. With a complete body, the
     /// answer's head is read too (so that a dead pooled connection is found and retried);
     /// otherwise the caller streams the rest of the body.
-    pub async fn send(&self, req: &Outgoing<'_>) -> Result<Upstream> {
-        let (mut up, reused) = self.connect().await?;
+    pub async fn send(&self, req: Outgoing<'_>) -> std::result::Result<Upstream, SendError> {
+        let (mut up, reused) = self.connect().await.map_err(SendError::Failed)?;
         match send_on(&mut up, req).await {
-            Ok(()) => return Ok(up),
-            Err(e) if !reused || !retryable(&e) => return Err(e),
-            Err(e) => {
-                tracing::debug!(error = %e, "pooled gateway connection was dead; retrying once")
+            Ok(()) => Ok(up),
+            Err(e) if reused && retryable(&e) => {
+                tracing::debug!(error = %e, "pooled gateway connection was dead; retrying once");
+                Err(SendError::Retry)
             }
+            Err(e) => Err(SendError::Failed(e)),
         }
-        let (mut up, _) = self.fresh().await?;
+    }
+
+    /// Sends `req` on a new connection, past the pool: it may hold more connections the
+    /// gateway closed at the same moment.
+    pub async fn send_fresh(&self, req: Outgoing<'_>) -> Result<Upstream> {
+        let stream = self.transport.new_stream(&self.peer).await?;
+        let mut up = self.session(stream);
         send_on(&mut up, req).await?;
         Ok(up)
     }
@@ -74,13 +89,6 @@ impl Gateway {
     async fn connect(&self) -> Result<(Upstream, bool)> {
         let (stream, reused) = self.transport.get_stream(&self.peer).await?;
         Ok((self.session(stream), reused))
-    }
-
-    /// A new connection, past the pool: it may hold more connections the gateway closed
-    /// at the same moment.
-    async fn fresh(&self) -> Result<(Upstream, bool)> {
-        let stream = self.transport.new_stream(&self.peer).await?;
-        Ok((self.session(stream), false))
     }
 
     fn session(&self, stream: pingora::protocols::Stream) -> Upstream {
@@ -100,8 +108,8 @@ impl Gateway {
     }
 }
 
-async fn send_on(up: &mut Upstream, req: &Outgoing<'_>) -> Result<()> {
-    up.write_request_header(Box::new(req.head.clone())).await?;
+async fn send_on(up: &mut Upstream, req: Outgoing<'_>) -> Result<()> {
+    up.write_request_header(req.head).await?;
     for piece in req.body {
         up.write_body(piece).await?;
     }
