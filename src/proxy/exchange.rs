@@ -136,7 +136,7 @@ impl Proxy {
     ) -> Result<Box<RequestHeader>> {
         let mut head = Box::new(down.req_header().clone());
         let (uri, model_header) = (ctx.uri.as_deref(), ctx.model_header.as_ref());
-        let upgrade = down.is_upgrade_req();
+        let upgrade = request::is_websocket(down.req_header());
         for name in super::hop_by_hop(&head.headers, upgrade) {
             head.remove_header(&name);
         }
@@ -188,7 +188,7 @@ impl Proxy {
         shutdown: &ShutdownWatch,
     ) -> std::result::Result<bool, (Stage, Box<Error>)> {
         let before = |e| (Stage::Before, e);
-        let upgrade = down.is_upgrade_req();
+        let upgrade = request::is_websocket(down.req_header());
         let has_body = request::has_body(down.req_header());
         if has_body && request::expects_continue(down.req_header()) {
             down.write_continue_response()

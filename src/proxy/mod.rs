@@ -129,7 +129,8 @@ impl Proxy {
     /// Serves one client connection, request after request, until either side ends it.
     async fn serve(&self, mut stream: Stream, mut shutdown: ShutdownWatch) {
         let mut prefix = BytesMut::new();
-        let mut idle = self.limits.head_timeout;
+        // A new connection waits for its first byte as long as a kept-alive one.
+        let idle = self.limits.keepalive_timeout;
         loop {
             if *shutdown.borrow() && prefix.is_empty() {
                 return;
@@ -177,7 +178,6 @@ impl Proxy {
                 }
                 _ => return,
             }
-            idle = self.limits.keepalive_timeout;
         }
     }
 

@@ -156,6 +156,18 @@ pub fn has_body(req: &RequestHeader) -> bool {
     req.headers.contains_key(TRANSFER_ENCODING) || content_length(req).is_some_and(|n| n > 0)
 }
 
+/// Whether the request asks to become a websocket: the one upgrade modelmap tunnels
+/// (LiteLLM's realtime routes). Any other `Upgrade` (such as `h2c`) is dropped as the
+/// hop-by-hop header it is, and the request is served as HTTP/1.1.
+pub fn is_websocket(req: &RequestHeader) -> bool {
+    req.headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+}
+
 /// Whether the client waits for `100 Continue` before sending its body.
 pub fn expects_continue(req: &RequestHeader) -> bool {
     req.headers
