@@ -303,6 +303,7 @@ impl Proxy {
         let is_head = down.req_header().method == Method::HEAD;
         let mut restorer =
             response::prepare(&mut resp, is_head, ctx, &self.restore_budget).map_err(before)?;
+        let length = response::content_length(&resp);
         if *shutdown.borrow() {
             // Draining: this connection carries no further request.
             down.set_server_keepalive(None);
@@ -311,39 +312,52 @@ impl Proxy {
             .await
             .map_err(|e| (Stage::Started, e.into_down()))?;
         let started = |e| (Stage::Started, e);
-        loop {
-            let end = match restorer.as_mut() {
+        // The gateway connection goes back to the pool before the client can see the
+        // response's end, so that the client's next request finds it there: the last
+        // piece is written after the release.
+        let last = loop {
+            match restorer.as_mut() {
                 Some(restorer) => {
                     let piece = up.read_body_bytes().await.map_err(started)?;
                     let end = piece.is_none() || up.is_body_done();
                     let out = restorer.feed(piece, end);
+                    if end {
+                        break out;
+                    }
                     if !out.is_empty() {
                         down.write_body(&out)
                             .await
                             .map_err(|e| started(e.into_down()))?;
                     }
-                    end
                 }
-                None => match up.read_body_ref().await.map_err(started)? {
-                    Some(piece) => {
-                        down.write_body(piece)
+                None => {
+                    let before = up.body_bytes_received();
+                    match up.read_body_ref().await.map_err(started)? {
+                        // With a length, the piece that completes it is the last one.
+                        Some(piece) if length.is_some_and(|n| before + piece.len() >= n) => {
+                            break Bytes::copy_from_slice(piece);
+                        }
+                        Some(piece) => down
+                            .write_body(piece)
                             .await
-                            .map_err(|e| started(e.into_down()))?;
-                        up.is_body_done()
+                            .map_err(|e| started(e.into_down()))
+                            .map(drop)?,
+                        None => break Bytes::new(),
                     }
-                    None => true,
-                },
-            };
-            if end {
-                break;
+                }
             }
+        };
+        if complete && up.is_body_done() {
+            self.gateway.release(up).await;
+        }
+        if !last.is_empty() {
+            down.write_body(&last)
+                .await
+                .map_err(|e| started(e.into_down()))?;
         }
         down.finish_body()
             .await
             .map_err(|e| started(e.into_down()))?;
-        if complete {
-            self.gateway.release(up).await;
-        }
         Ok(complete && down.is_body_done())
     }
 

@@ -45,6 +45,20 @@ pub(super) fn prepare(
     Ok(restorer)
 }
 
+/// The body length a response head announces (none when chunked or close-delimited).
+pub(super) fn content_length(resp: &ResponseHeader) -> Option<usize> {
+    if resp.headers.contains_key(TRANSFER_ENCODING) {
+        return None;
+    }
+    resp.headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Which restorer a response needs, if any. Compressed bodies are never touched.
 fn plan_restore(
     resp: &ResponseHeader,
@@ -73,9 +87,7 @@ fn plan_restore(
         return None;
     }
     let content_type = header(CONTENT_TYPE).to_ascii_lowercase();
-    let length = (!resp.headers.contains_key(TRANSFER_ENCODING))
-        .then(|| header(CONTENT_LENGTH).parse::<usize>().ok())
-        .flatten();
+    let length = content_length(resp);
     if models_list && status.is_success() && content_type.contains("json") {
         return Some(Restorer::Models(Buffered::within(
             ModelsList {
