@@ -304,8 +304,17 @@ impl Proxy {
         let mut restorer =
             response::prepare(&mut resp, is_head, ctx, &self.restore_budget).map_err(before)?;
         let length = response::content_length(&resp);
-        if *shutdown.borrow() {
-            // Draining: this connection carries no further request.
+        let chunked = resp.headers.contains_key(TRANSFER_ENCODING);
+        if chunked && down.req_header().version < http::Version::HTTP_11 {
+            // An HTTP/1.0 client cannot read chunks: the body ends with the connection.
+            resp.remove_header(&TRANSFER_ENCODING);
+        }
+        let bodiless = is_head || matches!(status, 204 | 304);
+        let close_delimited = !bodiless
+            && length.is_none()
+            && !(chunked && down.req_header().version >= http::Version::HTTP_11);
+        if *shutdown.borrow() || close_delimited {
+            // Draining, or a body that ends with the connection: no further request.
             down.set_server_keepalive(None);
         }
         down.write_response_header(resp)
