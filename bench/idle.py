@@ -36,7 +36,8 @@ def rss_kib(pid):
 
 
 def exchange(sock, request):
-    """Sends one request, reads one whole answer; returns its status code."""
+    """Sends one request, reads one whole answer; returns its status code and its
+    headers (names in lower case). Also used by bench/nreq.py."""
     sock.sendall(request)
     buf = b""
     while b"\r\n\r\n" not in buf:
@@ -70,7 +71,7 @@ def exchange(sock, request):
         raise ConnectionError("answer without a length: cannot stay open")
     if headers.get("connection", "").lower() == "close":
         raise ConnectionError("the server closes the connection after one answer")
-    return status
+    return status, headers
 
 
 def still_open(sock):
@@ -120,7 +121,7 @@ def main():
             break
         socks.append(s)
         try:
-            status = exchange(s, request)
+            status, _ = exchange(s, request)
         except (OSError, ValueError, IndexError) as e:
             failures.append(f"connection {i + 1}: {e}")
             break

@@ -127,34 +127,10 @@ for p in "${PORTS[@]}" $((PORT + 4)) $((PORT + 6)) $((PORT + 9)) $((PORT + 10)) 
 done
 
 # --- inputs -----------------------------------------------------------------
-sha() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
 # The mapping gets a directory of its own: modelmap watches the mapping's directory, and
 # the logs written next to it would wake the watcher on every request.
 mkdir -p "$WORK/mapping"
-{
-    echo "version: 1"
-    echo "teams:"
-    echo "  team-bench:"
-    echo "    models:"
-    echo "      $REQUESTED: $INTERNAL"
-    echo "      \"claude-*\": model_name_team-bench_9a8b7c6d-0000-4000-8000-000000000000"
-    # A realistic mapping size: other teams with their own rules.
-    for t in $(seq 1 50); do
-        echo "  team-$t:"
-        echo "    models:"
-        for m in $(seq 1 10); do
-            echo "      model-$m: model_name_team-${t}_$(printf '%08d' "$m")-0000-4000-8000-000000000000"
-        done
-    done
-    echo "aliases:"
-    echo "  AgentX-LLM: openrouter/qwen/qwen3.5-flash-02-23"
-    echo "  \"fast-*\": $REQUESTED"
-    echo "keys:"
-    echo "  $(sha "$KEY"): team-bench"
-    for k in $(seq 1 200); do
-        echo "  $(sha "sk-other-$k"): team-$(((k % 50) + 1))"
-    done
-} >"$WORK/mapping/mapping.yaml"
+bench/mapping.sh "$KEY" "$REQUESTED" "$INTERNAL" >"$WORK/mapping/mapping.yaml"
 
 declare -A BYTES=([get]=0 [1k]=1024 [64k]=65536 [1m]=1048576)
 for s in $SIZES; do
