@@ -120,7 +120,9 @@ fn idle_connections_are_reported_per_connection_and_judged() {
         "{out}"
     );
     assert!(
-        out.contains("NOT MET: 32.0 KiB RSS per idle keep-alive connection (10000 of 10000 open; ≤ 8 KiB)"),
+        out.contains(
+            "NOT MET: 32.0 KiB RSS per idle keep-alive connection (10000 of 10000 open; ≤ 8 KiB)"
+        ),
         "{out}"
     );
 }
