@@ -381,8 +381,11 @@ if ((IDLE_CONNS > 0)); then
         IDLE_CONNS=$((limit - 512))
     fi
     log "idle: $IDLE_CONNS idle keep-alive connections to a fresh nginx and a fresh modelmap"
+    # nginx starts closing idle keep-alive connections when fewer than 1/16 of its
+    # connection slots are free ("worker_connections are not enough, reusing
+    # connections"): twice the slots needed keeps it from that.
     nginx_conf nginx-idle $((PORT + 9)) "" "" \
-        "proxy_request_buffering off; client_body_buffer_size 128k;" $((IDLE_CONNS + 256))
+        "proxy_request_buffering off; client_body_buffer_size 128k;" $((2 * IDLE_CONNS + 256))
     start nginx-idle nginx -p "$WORK" -c "$WORK/nginx-nginx-idle.conf"
     start modelmap-idle "$BIN/modelmap" --listen "127.0.0.1:$((PORT + 10))" \
         --admin "127.0.0.1:$((PORT + 11))" --upstream "http://127.0.0.1:${PORTS[direct]}" \
