@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark harness: modelmap beside plain nginx and nginx + njs, in one run.
+# The benchmark harness: modelmap beside plain nginx, nginx + njs and nginx + Lua, in one run.
 #
 #   bench/run.sh            full run (release build, several rounds; a few minutes)
 #   bench/run.sh --smoke    seconds: checks every hop answers correctly, one short round
@@ -10,17 +10,24 @@
 #   pingora   stock Pingora with no filters (examples/pingora_passthrough.rs): what the
 #             proxy framework modelmap is built on costs by itself
 #   njs       nginx + njs: JSON.parse, map the model, JSON.stringify
+#   lua       nginx + Lua + cjson, the OpenResty way (Debian's libnginx-mod-http-lua):
+#             ngx.req.read_body, cjson.decode, map the model, cjson.encode,
+#             ngx.req.set_body_data, then proxy_pass
 #   modelmap  modelmap --threads 1, the bench key's team maps the model (keys table)
 # then checks that each hop delivers the right model (the mock echoes what it got), and
 # runs wrk against each hop in turn, round after round. Pinning: the servers (proxy and
 # mock) share CPU $BENCH_CPU_SERVER (0), the load generator runs on $BENCH_CPU_LOAD (1),
 # so a proxy's cost shows directly in throughput, as with "one proxy worker, one core".
+# Last, memory per idle keep-alive connection: a fresh nginx and a fresh modelmap each
+# get $BENCH_IDLE_CONNS connections (10,000; 200 in smoke mode) that made one request
+# each and then stay open (bench/idle.py; the worker's VmRSS before and after).
 #
 # Environment: BENCH_ROUNDS, BENCH_DURATION (s per wrk run), BENCH_CONNS (32),
 # BENCH_SIZES ("get 1k 64k 1m"; get: a GET without a body on a route with no model, the
 # cost of the hop itself), BENCH_PORT (first of 8 ports, 18080), BENCH_PROFILE
 # (release; debug in smoke mode, which reuses what `cargo test` built),
 # BENCH_EXTRA_HOPS ("modelmap-nolog": modelmap with the access log filtered out),
+# BENCH_IDLE_CONNS (idle connections per server; 0 skips that step),
 # BENCH_OUT (directory for the results; a temporary one by default).
 # Exits 1 if any hop answers wrongly, or serves nothing or has errors in any timed run.
 set -euo pipefail
@@ -44,6 +51,8 @@ if [[ $MODE == smoke ]]; then
     SSE_STREAMS=2
     UPLOADS=4
     UPLOAD_SIZE=$((4 * 1024 * 1024))
+    IDLE_CONNS=${BENCH_IDLE_CONNS:-200}
+    IDLE_BUDGET=30
 else
     ROUNDS=${BENCH_ROUNDS:-5}
     DURATION=${BENCH_DURATION:-3}
@@ -53,6 +62,8 @@ else
     SSE_STREAMS=20
     UPLOADS=32
     UPLOAD_SIZE=$((16 * 1024 * 1024))
+    IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+    IDLE_BUDGET=120
 fi
 CONNS=${BENCH_CONNS:-32}
 SSE_EVENTS=20
@@ -68,8 +79,9 @@ REQUESTED=gpt-4.1
 INTERNAL=model_name_team-bench_f1c7df87-b987-416b-ba42-757afbcc5395
 PATH_CHAT=/v1/chat/completions
 
-declare -A PORTS=([direct]=$PORT [nginx]=$((PORT + 1)) [njs]=$((PORT + 2)) [modelmap]=$((PORT + 3)) [modelmap-nolog]=$((PORT + 5)) [pingora]=$((PORT + 7)))
-HOPS=(direct nginx njs pingora modelmap $EXTRA_HOPS)
+# PORT + 4 and + 6 are modelmap's admin ports; + 9 to + 11 serve the idle-connection step.
+declare -A PORTS=([direct]=$PORT [nginx]=$((PORT + 1)) [njs]=$((PORT + 2)) [modelmap]=$((PORT + 3)) [modelmap-nolog]=$((PORT + 5)) [pingora]=$((PORT + 7)) [lua]=$((PORT + 8)))
+HOPS=(direct nginx njs lua pingora modelmap $EXTRA_HOPS)
 declare -A PIDS=()
 
 log() { echo "bench: $*" >&2; }
@@ -107,7 +119,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for p in "${PORTS[@]}" $((PORT + 4)) $((PORT + 6)); do
+for p in "${PORTS[@]}" $((PORT + 4)) $((PORT + 6)) $((PORT + 9)) $((PORT + 10)) $((PORT + 11)); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
         echo "bench: port $p is in use (set BENCH_PORT)" >&2
         exit 1
@@ -115,34 +127,10 @@ for p in "${PORTS[@]}" $((PORT + 4)) $((PORT + 6)); do
 done
 
 # --- inputs -----------------------------------------------------------------
-sha() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
 # The mapping gets a directory of its own: modelmap watches the mapping's directory, and
 # the logs written next to it would wake the watcher on every request.
 mkdir -p "$WORK/mapping"
-{
-    echo "version: 1"
-    echo "teams:"
-    echo "  team-bench:"
-    echo "    models:"
-    echo "      $REQUESTED: $INTERNAL"
-    echo "      \"claude-*\": model_name_team-bench_9a8b7c6d-0000-4000-8000-000000000000"
-    # A realistic mapping size: other teams with their own rules.
-    for t in $(seq 1 50); do
-        echo "  team-$t:"
-        echo "    models:"
-        for m in $(seq 1 10); do
-            echo "      model-$m: model_name_team-${t}_$(printf '%08d' "$m")-0000-4000-8000-000000000000"
-        done
-    done
-    echo "aliases:"
-    echo "  AgentX-LLM: openrouter/qwen/qwen3.5-flash-02-23"
-    echo "  \"fast-*\": $REQUESTED"
-    echo "keys:"
-    echo "  $(sha "$KEY"): team-bench"
-    for k in $(seq 1 200); do
-        echo "  $(sha "sk-other-$k"): team-$(((k % 50) + 1))"
-    done
-} >"$WORK/mapping/mapping.yaml"
+bench/mapping.sh "$KEY" "$REQUESTED" "$INTERNAL" >"$WORK/mapping/mapping.yaml"
 
 declare -A BYTES=([get]=0 [1k]=1024 [64k]=65536 [1m]=1048576)
 for s in $SIZES; do
@@ -153,13 +141,19 @@ body_of() { [[ $1 == get ]] && echo - || echo "$WORK/body-$1.json"; }
 path_of() { [[ $1 == get ]] && echo /health || echo "$PATH_CHAT"; }
 DELTA=$((${#INTERNAL} - ${#REQUESTED}))
 
-sed "s|__MAP__|{\"$REQUESTED\": \"$INTERNAL\"}|" bench/rewrite.js >"$WORK/rewrite.js"
-NJS_MODULE=$(ls /usr/lib/nginx/modules/ngx_http_js_module.so /usr/share/nginx/modules/ngx_http_js_module.so 2>/dev/null | head -1)
-nginx_conf() { # NAME PORT LOAD_MODULE HTTP_EXTRA LOCATION_EXTRA
+MAP_JSON="{\"$REQUESTED\": \"$INTERNAL\"}"
+sed "s|__MAP__|$MAP_JSON|" bench/rewrite.js >"$WORK/rewrite.js"
+sed "s|__MAP__|$MAP_JSON|" bench/rewrite.lua >"$WORK/mm_rewrite.lua"
+NJS_MODULE=$(bench/install.sh --module js)
+# The Lua module needs the NDK module loaded before it (undefined symbol otherwise).
+NDK_MODULE=$(bench/install.sh --module ndk)
+LUA_MODULE=$(bench/install.sh --module lua)
+nginx_conf() { # NAME PORT LOAD_MODULE HTTP_EXTRA LOCATION_EXTRA [WORKER_CONNECTIONS]
     mkdir -p "$WORK/nginx-$1-tmp"
     sed -e "s|@WORK@|$WORK|g" -e "s|@NAME@|$1|g" -e "s|@PORT@|$2|g" \
         -e "s|@UPSTREAM_PORT@|${PORTS[direct]}|g" -e "s|@LOAD_MODULE@|$3|" \
         -e "s|@HTTP_EXTRA@|$4|" -e "s|@LOCATION_EXTRA@|$5|" \
+        -e "s|@WORKER_CONNECTIONS@|${6:-4096}|" \
         bench/nginx.conf.in >"$WORK/nginx-$1.conf"
 }
 # Passthrough streams the request body (as modelmap does) instead of spooling it to disk,
@@ -169,6 +163,12 @@ nginx_conf nginx "${PORTS[nginx]}" "" "" "proxy_request_buffering off; client_bo
 nginx_conf njs "${PORTS[njs]}" "load_module $NJS_MODULE;" \
     "js_path \"$WORK\"; js_import rw from rewrite.js; js_set \$mm_body rw.body;" \
     "client_body_buffer_size 2m; client_body_in_single_buffer on; proxy_set_body \$mm_body;"
+# Lua: the module is loaded once, by the master when it reads the configuration (the
+# workers run as another user, who cannot read $WORK), and the workers inherit it; the
+# body is read into one memory buffer as for njs.
+nginx_conf lua "${PORTS[lua]}" "load_module $NDK_MODULE; load_module $LUA_MODULE;" \
+    "lua_package_path \"$WORK/?.lua;;\"; init_by_lua_block { require(\"mm_rewrite\") }" \
+    "client_body_buffer_size 2m; client_body_in_single_buffer on; access_by_lua_block { require(\"mm_rewrite\").body() }"
 
 # --- servers ------------------------------------------------------------------
 wait_port() {
@@ -191,6 +191,7 @@ start nginx nginx -p "$WORK" -c "$WORK/nginx-nginx.conf"
 start pingora "$BIN/examples/pingora_passthrough" "127.0.0.1:${PORTS[pingora]}" \
     "127.0.0.1:${PORTS[direct]}"
 start njs nginx -p "$WORK" -c "$WORK/nginx-njs.conf"
+start lua nginx -p "$WORK" -c "$WORK/nginx-lua.conf"
 start modelmap "$BIN/modelmap" --listen "127.0.0.1:${PORTS[modelmap]}" \
     --admin "127.0.0.1:$((PORT + 4))" --upstream "http://127.0.0.1:${PORTS[direct]}" \
     --mapping "$WORK/mapping/mapping.yaml" --threads 1
@@ -202,10 +203,9 @@ fi
 for hop in "${HOPS[@]}"; do wait_port "${PORTS[$hop]}"; done
 
 # The process that does a hop's work: nginx's one worker, else the process itself.
-declare -A WORKER=()
-for hop in "${HOPS[@]}"; do
-    pid=${PIDS[$hop]}
-    if [[ $hop == nginx || $hop == njs ]]; then
+worker_of() { # PID IS_NGINX
+    local pid=$1 child=""
+    if (($2)); then
         for _ in $(seq 1 50); do
             child=$(cat /proc/"$pid"/task/*/children 2>/dev/null | tr ' ' '\n' | grep -m1 . || true)
             [[ -n $child ]] && break
@@ -213,7 +213,12 @@ for hop in "${HOPS[@]}"; do
         done
         pid=$child
     fi
-    WORKER[$hop]=$pid
+    echo "$pid"
+}
+is_nginx() { [[ $1 == nginx || $1 == njs || $1 == lua ]] && echo 1 || echo 0; }
+declare -A WORKER=()
+for hop in "${HOPS[@]}"; do
+    WORKER[$hop]=$(worker_of "${PIDS[$hop]}" "$(is_nginx "$hop")")
 done
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
@@ -227,6 +232,9 @@ check() { # HOP what-the-gateway-should-get what-the-client-should-get bytes SIZ
     local hop=$1 sent=$2 returned=$3 bytes=$4 body path out
     body=$(body_of "$5")
     path=$(path_of "$5")
+    # The mock parses the whole body and reports its top-level model, wherever it is
+    # (cjson reorders keys); the timed runs below do without.
+    [[ $5 == get ]] || path+="?whole=1"
     if out=$(taskset -c "$CPU_LOAD" "$CLIENT" check "127.0.0.1:${PORTS[$hop]}" "$path" \
         "$body" "$KEY" "$sent" "$returned" "$bytes"); then
         log "  $hop $5: $out"
@@ -244,8 +252,9 @@ for s in $SIZES; do
     check direct "$REQUESTED" "$REQUESTED" "$n" "$s"
     check nginx "$REQUESTED" "$REQUESTED" "$n" "$s"
     check pingora "$REQUESTED" "$REQUESTED" "$n" "$s"
-    # njs re-serialises (escapes normalised), so only the model is checked there.
+    # njs and Lua re-serialise (escapes normalised), so only the model is checked there.
     check njs "$INTERNAL" "$INTERNAL" - "$s"
+    check lua "$INTERNAL" "$INTERNAL" - "$s"
     for hop in modelmap $EXTRA_HOPS; do
         check "$hop" "$INTERNAL" "$REQUESTED" $((n + DELTA)) "$s"
     done
@@ -254,7 +263,7 @@ sse() { # HOP STREAMS RETURNED
     taskset -c "$CPU_LOAD" "$CLIENT" sse "127.0.0.1:${PORTS[$1]}" "$KEY" "$REQUESTED" \
         "$2" "$SSE_EVENTS" "$SSE_GAP_US" "$3"
 }
-declare -A SSE_RETURNS=([direct]=$REQUESTED [nginx]=$REQUESTED [njs]=$INTERNAL [pingora]=$REQUESTED [modelmap]=$REQUESTED [modelmap-nolog]=$REQUESTED)
+declare -A SSE_RETURNS=([direct]=$REQUESTED [nginx]=$REQUESTED [njs]=$INTERNAL [lua]=$INTERNAL [pingora]=$REQUESTED [modelmap]=$REQUESTED [modelmap-nolog]=$REQUESTED)
 for hop in "${HOPS[@]}"; do
     if out=$(sse "$hop" 1 "${SSE_RETURNS[$hop]}"); then
         log "  $hop stream: $out"
@@ -347,10 +356,59 @@ for hop in modelmap nginx; do
     fi
 done
 
+# --- idle keep-alive connections -----------------------------------------------------
+# A fresh nginx passthrough and a fresh modelmap (what the runs above left in their heaps
+# would be reused and hide the cost), IDLE_CONNS connections each, made one after the
+# other, each after one GET: the worker's VmRSS grows by what an idle connection costs.
+IDLE=$OUT/idle.tsv
+printf 'hop\tconns\topen\trss_before_kib\trss_idle_kib\trss_closed_kib\tkib_per_conn\tseconds\n' >"$IDLE"
+stop() { # HOP
+    kill "${PIDS[$1]}" 2>/dev/null || true
+    wait "${PIDS[$1]}" 2>/dev/null || true
+    unset "PIDS[$1]"
+}
+if ((IDLE_CONNS > 0)); then
+    # Each idle connection is a descriptor in the server and one in the client: raise
+    # the limit (the servers started below inherit it), or measure fewer if it cannot be.
+    need=$((IDLE_CONNS + 512))
+    if [[ $(ulimit -n) != unlimited ]] && (($(ulimit -n) < need)); then
+        ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    fi
+    limit=$(ulimit -n)
+    [[ $limit == unlimited ]] && limit=$((need + 1))
+    if ((limit < need)); then
+        log "idle: open-file limit $limit: measuring $((limit - 512)) connections instead of $IDLE_CONNS"
+        IDLE_CONNS=$((limit - 512))
+    fi
+    log "idle: $IDLE_CONNS idle keep-alive connections to a fresh nginx and a fresh modelmap"
+    # nginx starts closing idle keep-alive connections when fewer than 1/16 of its
+    # connection slots are free ("worker_connections are not enough, reusing
+    # connections"): twice the slots needed keeps it from that.
+    nginx_conf nginx-idle $((PORT + 9)) "" "" \
+        "proxy_request_buffering off; client_body_buffer_size 128k;" $((2 * IDLE_CONNS + 256))
+    start nginx-idle nginx -p "$WORK" -c "$WORK/nginx-nginx-idle.conf"
+    start modelmap-idle "$BIN/modelmap" --listen "127.0.0.1:$((PORT + 10))" \
+        --admin "127.0.0.1:$((PORT + 11))" --upstream "http://127.0.0.1:${PORTS[direct]}" \
+        --mapping "$WORK/mapping/mapping.yaml" --threads 1
+    for spec in "nginx-idle:nginx:$((PORT + 9)):1" "modelmap-idle:modelmap:$((PORT + 10)):0"; do
+        IFS=: read -r hop name port nginx <<<"$spec"
+        wait_port "$port"
+        worker=$(worker_of "${PIDS[$hop]}" "$nginx")
+        if taskset -c "$CPU_LOAD" python3 bench/idle.py "$name" "127.0.0.1:$port" /health "$KEY" \
+            "$worker" "$IDLE_CONNS" "$IDLE_BUDGET" >>"$IDLE" 2>"$WORK/idle-$name.stderr"; then
+            log "  $name: $(tail -1 "$IDLE" | cut -f7) KiB per idle connection"
+        else
+            log "  $name: $(cat "$WORK/idle-$name.stderr")"
+            FAILED=1
+        fi
+        stop "$hop"
+    done
+fi
+
 # --- report -------------------------------------------------------------------------
 # The report exits 1 if a hop served nothing or had errors in any run.
 REPORT_OK=1
-python3 bench/report.py "$RESULTS" "$MEMORY" $([[ $MODE == smoke ]] && echo --smoke) \
+python3 bench/report.py "$RESULTS" "$MEMORY" "$IDLE" $([[ $MODE == smoke ]] && echo --smoke) \
     >"$OUT/report.md" || REPORT_OK=0
 {
     echo "modelmap benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), mode $MODE, $PROFILE build"

@@ -11,6 +11,11 @@
 //! `text/event-stream` of N chat chunks, one every G µs, then `data: [DONE]`; each
 //! event carries `"t"`, the Unix time in ns at which it was written, so a client can
 //! measure how long each event took to arrive.
+//!
+//! With `whole=1` in the query, and for every stream, the body is kept whole (up to
+//! 64 MiB) and parsed as JSON, and the model reported is the top-level `model`, wherever
+//! it is: a hop that re-serialises the body may reorder its keys (nginx + Lua's cjson
+//! does). The harness checks answers that way; the timed runs keep to the cheap scan.
 
 #[path = "../bench/common.rs"]
 mod common;
@@ -25,6 +30,8 @@ use tokio::net::{TcpListener, TcpStream};
 use common::{Chunked, Tail, find_model, now_ns};
 
 const READ_SIZE: usize = 64 * 1024;
+/// The largest body kept whole for `whole=1`.
+const WHOLE_MAX: usize = 64 * 1024 * 1024;
 
 struct Head {
     len: usize,
@@ -34,6 +41,8 @@ struct Head {
     close: bool,
     /// `Some((events, gap))` for a stream.
     sse: Option<(usize, Duration)>,
+    /// Keep the body whole and report its top-level `model`.
+    whole: bool,
 }
 
 fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
@@ -53,6 +62,7 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
         expect_continue: false,
         close: false,
         sse: None,
+        whole: false,
     };
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
@@ -77,6 +87,7 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
             let gap = Duration::from_micros(param("gap_us").unwrap_or(2000));
             head.sse = Some((n as usize, gap));
         }
+        head.whole = head.sse.is_some() || param("whole") == Some(1);
     }
     Ok(Some(head))
 }
@@ -103,11 +114,20 @@ async fn serve(mut s: TcpStream) -> io::Result<()> {
             s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
         let mut tail = Tail::default();
+        let mut whole = head.whole.then(Vec::new);
+        let mut keep = |d: &[u8]| {
+            tail.push(d);
+            if let Some(w) = whole.as_mut()
+                && w.len() + d.len() <= WHOLE_MAX
+            {
+                w.extend_from_slice(d);
+            }
+        };
         if head.chunked {
             let mut dec = Chunked::default();
             loop {
                 let (used, done) = dec
-                    .feed(&buf, |d| tail.push(d))
+                    .feed(&buf, &mut keep)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 buf.advance(used);
                 if done {
@@ -124,12 +144,15 @@ async fn serve(mut s: TcpStream) -> io::Result<()> {
                     return Ok(());
                 }
                 let n = left.min(buf.len());
-                tail.push(&buf[..n]);
+                keep(&buf[..n]);
                 buf.advance(n);
                 left -= n;
             }
         }
-        let model = find_model(tail.bytes()).unwrap_or("-").to_string();
+        let model = match &whole {
+            Some(w) => top_level_model(w),
+            None => find_model(tail.bytes()).unwrap_or("-").to_string(),
+        };
         out.clear();
         match head.sse {
             None => {
@@ -174,6 +197,14 @@ async fn serve(mut s: TcpStream) -> io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// The top-level `model` of a JSON body, `-` if it has none (or is not JSON).
+fn top_level_model(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("model")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn main() -> io::Result<()> {

@@ -1,10 +1,13 @@
 //! The benchmark's verdict (bench/report.py, which bench/run.sh --smoke relies on): a
-//! run in which a hop served nothing or had errors fails, however good the rest looks.
+//! run in which a hop served nothing or had errors fails, however good the rest looks;
+//! the scripted peers are compared with modelmap, and idle connections are summarised.
 
 use std::process::Command;
 
 const HEADER: &str = "kind\thop\tsize\tround\trequests\tseconds\tp50_us\tp99_us\tmean_us\tcpu_s\tpeak_kib\tmock_cpu_s\terrors\n";
-const HOPS: [&str; 5] = ["direct", "nginx", "njs", "pingora", "modelmap"];
+const HOPS: [&str; 6] = ["direct", "nginx", "njs", "lua", "pingora", "modelmap"];
+const IDLE_HEADER: &str =
+    "hop\tconns\topen\trss_before_kib\trss_idle_kib\trss_closed_kib\tkib_per_conn\tseconds\n";
 
 /// Results of a smoke run in which every hop answered, except as `edit` changes a row.
 fn results(edit: impl Fn(&str, &str, &str) -> Option<(u32, u32)>) -> String {
@@ -26,19 +29,26 @@ fn results(edit: impl Fn(&str, &str, &str) -> Option<(u32, u32)>) -> String {
     out
 }
 
-/// Runs the report on `results`; its exit status and output.
+/// Runs the report on `results` in smoke mode; its exit status and output.
 fn report(results: &str) -> (bool, String) {
+    report_with(results, IDLE_HEADER, true)
+}
+
+/// Runs the report on `results` and the idle-connection rows `idle`.
+fn report_with(results: &str, idle: &str, smoke: bool) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (r, m) = (
+    let (r, m, i) = (
         dir.path().join("results.tsv"),
         dir.path().join("memory.tsv"),
+        dir.path().join("idle.tsv"),
     );
     std::fs::write(&r, results).expect("write");
     std::fs::write(&m, "hop\tuploads\tsize\tidle_kib\tpeak_kib\tseconds\n").expect("write");
+    std::fs::write(&i, idle).expect("write");
     let out = Command::new("python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/report.py"))
-        .args([&r, &m])
-        .arg("--smoke")
+        .args([&r, &m, &i])
+        .args(smoke.then_some("--smoke"))
         .output()
         .expect("python3 runs");
     (
@@ -77,6 +87,42 @@ fn a_hop_with_errors_or_no_stream_events_fails_the_run() {
     }));
     assert!(
         !ok && out.contains("sse pingora sse round 1: 0 events"),
+        "{out}"
+    );
+}
+
+#[test]
+fn modelmap_is_compared_with_each_scripted_peer() {
+    let (ok, out) = report(&results(|kind, hop, _| {
+        (kind == "load" && hop == "lua").then_some((500, 0))
+    }));
+    assert!(ok, "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("| 1 KiB | modelmap"))
+        .unwrap_or_else(|| panic!("no 1 KiB modelmap row:\n{out}"));
+    assert!(
+        row.ends_with("| 1.00× | 1.00× | 2.00× |"),
+        "modelmap served twice what nginx+Lua did: vs nginx, vs njs, vs Lua:\n{row}"
+    );
+}
+
+#[test]
+fn idle_connections_are_reported_per_connection_and_judged() {
+    let idle = format!(
+        "{IDLE_HEADER}nginx\t10000\t10000\t4400\t9400\t9400\t0.50\t3.0\n\
+         modelmap\t10000\t10000\t9700\t330000\t200000\t32.03\t4.0\n"
+    );
+    let (ok, out) = report_with(&results(|_, _, _| None), &idle, false);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("| modelmap (rewrite + restore) | 10000 | 10000 | 9.5 MiB | 322.3 MiB | 195.3 MiB | 32.0 KiB |"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "NOT MET: 32.0 KiB RSS per idle keep-alive connection (10000 of 10000 open; ≤ 8 KiB)"
+        ),
         "{out}"
     );
 }
