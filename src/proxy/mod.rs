@@ -193,11 +193,25 @@ impl Proxy {
 }
 
 /// The hop-by-hop headers present (RFC 9110 §7.6.1): those of one connection only, and
-/// every header the `Connection` header names; `Upgrade` is kept for an upgrade. Empty
-/// (no allocation) for the usual head that has none.
+/// every header the `Connection` header names; `Upgrade` is kept for an upgrade. One
+/// pass over the names (no hashing), and no allocation for the usual head that has none.
 fn hop_by_hop(headers: &http::HeaderMap, upgrade: bool) -> Vec<http::HeaderName> {
     use http::header::{CONNECTION, CONTENT_LENGTH, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
     let mut out = Vec::new();
+    for name in headers.keys() {
+        let hop = name == CONNECTION
+            || name == TE
+            || name == TRAILER
+            || name.as_str() == "keep-alive"
+            || name.as_str() == "proxy-connection"
+            || (!upgrade && name == UPGRADE);
+        if hop {
+            out.push(name.clone());
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
     for value in headers.get_all(CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
         for name in value.split(',') {
@@ -210,19 +224,6 @@ fn hop_by_hop(headers: &http::HeaderMap, upgrade: bool) -> Vec<http::HeaderName>
                 out.push(name);
             }
         }
-    }
-    for name in [CONNECTION, TE, TRAILER] {
-        if headers.contains_key(&name) {
-            out.push(name);
-        }
-    }
-    for name in ["keep-alive", "proxy-connection"] {
-        if headers.contains_key(name) {
-            out.push(http::HeaderName::from_static(name));
-        }
-    }
-    if !upgrade && headers.contains_key(UPGRADE) {
-        out.push(UPGRADE);
     }
     out
 }
