@@ -3,10 +3,10 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::Method;
 use http::header::{
     ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING,
 };
+use http::{Method, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::v1::client::HttpSession as Upstream;
 use pingora::protocols::http::v1::server::HttpSession;
@@ -60,8 +60,13 @@ enum Stage {
 impl Proxy {
     /// Runs one exchange on `down`, whose head has been read. Returns whether the client
     /// connection can carry another request.
-    pub(super) async fn exchange(&self, down: &mut HttpSession, shutdown: &ShutdownWatch) -> bool {
-        let mut ctx = self.decide(down).await;
+    pub(super) async fn exchange(
+        &self,
+        down: &mut HttpSession,
+        shutdown: &ShutdownWatch,
+        in_flight: InFlight,
+    ) -> bool {
+        let mut ctx = self.decide(down, in_flight).await;
         let reusable = match ctx.refusal.clone() {
             Some(refusal) => self.refuse(down, &mut ctx, refusal).await,
             None => match self.forward(down, &mut ctx, shutdown).await {
@@ -75,9 +80,8 @@ impl Proxy {
 
     /// Maps and checks every place of the request the head shows: the framing, the URL,
     /// the model header, and which body rewriter applies.
-    async fn decide(&self, down: &HttpSession) -> Ctx {
+    async fn decide(&self, down: &HttpSession, in_flight: InFlight) -> Ctx {
         let start = Instant::now();
-        let in_flight = InFlight::new(&self.in_flight, &self.metrics.in_flight);
         let snapshot = self.store.snapshot();
         let req = down.req_header();
         let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -89,7 +93,15 @@ impl Proxy {
             .await;
         let team = caller.team.take();
         let mut names = Names::new(snapshot, team).guarded(self.limits.guard);
-        let framing = request::framing(req.version, &req.headers);
+        let mut framing = request::framing(req.version, &req.headers);
+        if framing.is_none()
+            && req.headers.contains_key(TRANSFER_ENCODING)
+            && request::names_content_length(&down.get_headers_raw_bytes())
+        {
+            // Pingora's session drops a Content-Length sent beside Transfer-Encoding, so
+            // only the raw head still shows the pair.
+            framing = Some("the request has both Content-Length and Transfer-Encoding");
+        }
         let (mut uri, mut model_header, mut body) = (None, None, None);
         if framing.is_none() {
             request::check_url(&path, path_and_query, &mut names);
@@ -228,22 +240,30 @@ impl Proxy {
             body: &held,
             complete: done,
         };
+        // A whole request waits for its answer here: watch the client meanwhile (not an
+        // upgrade's, whose eager frames must stay unread until the 101).
+        let watch = done && !upgrade;
         let head = self.upstream_head(down, ctx, framing).map_err(before)?;
-        let mut up = match self.gateway.send(outgoing(head)).await {
+        let sent = unless_client_leaves(down, watch, self.gateway.send(outgoing(head)));
+        let mut up = match sent.await.map_err(before)? {
             Ok(up) => up,
             Err(SendError::Failed(e)) => return Err(before(e)),
             Err(SendError::Retry) => {
                 let head = self.upstream_head(down, ctx, framing).map_err(before)?;
-                self.gateway
-                    .send_fresh(outgoing(head))
+                let fresh = self.gateway.send_fresh(outgoing(head));
+                unless_client_leaves(down, watch, fresh)
                     .await
+                    .and_then(|sent| sent)
                     .map_err(before)?
             }
         };
         drop(held);
         let mut complete = done;
         if !done {
-            complete = match self.stream_body(down, &mut up, ctx, deadline).await {
+            complete = match self
+                .stream_body(down, &mut up, ctx, deadline, !upgrade)
+                .await
+            {
                 Ok(Streamed::Done) => true,
                 Ok(Streamed::AnsweredEarly) => false,
                 Ok(Streamed::Refused(refusal)) => {
@@ -256,19 +276,12 @@ impl Proxy {
             };
         }
         // 1xx answers before the final one.
-        loop {
-            let status = up.resp_header().map_or(0, |r| r.status.as_u16());
-            if !(100..200).contains(&status) || status == 101 {
-                break;
-            }
-            if status != 100
-                && let Some(info) = up.resp_header()
-            {
-                down.write_response_header(Box::new(info.clone()))
-                    .await
-                    .map_err(|e| before(e.into_down()))?;
-            }
-            up.read_response().await.map_err(before)?;
+        while is_interim(&up) {
+            relay_interim(down, &up).await.map_err(before)?;
+            unless_client_leaves(down, complete && !upgrade, up.read_response())
+                .await
+                .and_then(|read| read)
+                .map_err(before)?;
         }
         let Some(resp) = up.resp_header() else {
             return Err(before(Error::explain(
@@ -303,6 +316,13 @@ impl Proxy {
         let is_head = down.req_header().method == Method::HEAD;
         let mut restorer =
             response::prepare(&mut resp, is_head, ctx, &self.restore_budget).map_err(before)?;
+        if down.req_header().version != http::Version::HTTP_11
+            && resp.remove_header(&TRANSFER_ENCODING).is_some()
+        {
+            // An HTTP/1.0 client reads no chunks (RFC 9112 §6.1): a body of unknown length
+            // ends with the connection instead (Pingora then writes it so).
+            down.set_server_keepalive(None);
+        }
         if *shutdown.borrow() {
             // Draining: this connection carries no further request.
             down.set_server_keepalive(None);
@@ -355,12 +375,18 @@ impl Proxy {
         up: &mut Upstream,
         ctx: &mut Ctx,
         deadline: tokio::time::Instant,
+        watch: bool,
     ) -> Result<Streamed> {
         loop {
             tokio::select! {
                 biased;
                 answer = up.read_response() => {
                     answer?;
+                    if is_interim(up) {
+                        // A 103, say: the final answer comes after the body, which goes on.
+                        relay_interim(down, up).await?;
+                        continue;
+                    }
                     return Ok(Streamed::AnsweredEarly);
                 }
                 piece = read_piece(down, deadline) => {
@@ -391,7 +417,7 @@ impl Proxy {
                         };
                     }
                     if end {
-                        up.read_response().await?;
+                        unless_client_leaves(down, watch, up.read_response()).await??;
                         return Ok(Streamed::Done);
                     }
                 }
@@ -492,6 +518,54 @@ async fn read_piece(
         Ok(piece) => piece.map_err(|e| e.into_down()),
         Err(_) => Error::e_explain(ErrorType::ReadTimedout, "request body deadline")
             .map_err(|e| e.into_down()),
+    }
+}
+
+/// Whether the gateway's latest answer is an interim one (1xx), not its final one or a
+/// `101`.
+fn is_interim(up: &Upstream) -> bool {
+    up.resp_header()
+        .is_some_and(|r| r.status.is_informational() && r.status != StatusCode::SWITCHING_PROTOCOLS)
+}
+
+/// Relays the gateway's interim answer to the client: not a `100` (modelmap answers
+/// `Expect` itself), and nothing to an HTTP/1.0 client, which cannot read one (RFC 9110
+/// §15.2: it would take the 1xx for the answer).
+async fn relay_interim(down: &mut HttpSession, up: &Upstream) -> Result<()> {
+    match up.resp_header() {
+        Some(info)
+            if info.status != StatusCode::CONTINUE
+                && down.req_header().version == http::Version::HTTP_11 =>
+        {
+            down.write_response_header(Box::new(info.clone()))
+                .await
+                .map_err(|e| e.into_down())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Runs `work`, a wait for the gateway, unless the client closes its connection first:
+/// then the exchange ends, and dropping `work` closes the gateway connection, so the
+/// gateway stops working for nobody (pingora-proxy did the same). Only with `watch`,
+/// for a request whose body is read whole: a byte the client sends meanwhile is the
+/// start of its next request, and the session keeps it for that.
+async fn unless_client_leaves<T>(
+    down: &mut HttpSession,
+    watch: bool,
+    work: impl Future<Output = T>,
+) -> Result<T> {
+    // Also readies the body reader, which must hold a kept byte before one is read.
+    if !watch || !down.is_body_done() {
+        return Ok(work.await);
+    }
+    tokio::select! {
+        biased;
+        done = work => Ok(done),
+        gone = down.read_body_or_idle(true) => Err(match gone {
+            Err(e) => e.into_down(),
+            Ok(_) => Error::explain(ErrorType::ConnectionClosed, "client left").into_down(),
+        }),
     }
 }
 
