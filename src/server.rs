@@ -149,11 +149,11 @@ fn backstop_seconds(timeout: Duration) -> u64 {
 /// A second SIGTERM, or a SIGINT, during the drain exits at once. SIGINT before any
 /// SIGTERM is Pingora's fast shutdown.
 ///
-/// The count of requests in flight is exact once the listeners are closed: Pingora
-/// creates a request's context (which holds its place in the count) in the same step
-/// that finishes reading its head, and after shutdown it reads no new heads. The
-/// thread therefore starts counting after a short pause that lets the shutdown reach
-/// every listener.
+/// The count of requests in flight is exact once the listeners are closed: a request
+/// holds its place in the count from the first byte of its head (a head still arriving
+/// at SIGTERM is waited for), and after shutdown no connection waits for a new first
+/// byte. The thread therefore starts counting after a short pause that lets the
+/// shutdown reach every listener and idle connection.
 pub struct Drain {
     pub in_flight: Arc<AtomicUsize>,
     pub timeout: Duration,

@@ -3,10 +3,10 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::Method;
 use http::header::{
     ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING,
 };
+use http::{Method, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::v1::client::HttpSession as Upstream;
 use pingora::protocols::http::v1::server::HttpSession;
@@ -60,8 +60,13 @@ enum Stage {
 impl Proxy {
     /// Runs one exchange on `down`, whose head has been read. Returns whether the client
     /// connection can carry another request.
-    pub(super) async fn exchange(&self, down: &mut HttpSession, shutdown: &ShutdownWatch) -> bool {
-        let mut ctx = self.decide(down).await;
+    pub(super) async fn exchange(
+        &self,
+        down: &mut HttpSession,
+        shutdown: &ShutdownWatch,
+        in_flight: InFlight,
+    ) -> bool {
+        let mut ctx = self.decide(down, in_flight).await;
         let reusable = match ctx.refusal.clone() {
             Some(refusal) => self.refuse(down, &mut ctx, refusal).await,
             None => match self.forward(down, &mut ctx, shutdown).await {
@@ -75,9 +80,8 @@ impl Proxy {
 
     /// Maps and checks every place of the request the head shows: the framing, the URL,
     /// the model header, and which body rewriter applies.
-    async fn decide(&self, down: &HttpSession) -> Ctx {
+    async fn decide(&self, down: &HttpSession, in_flight: InFlight) -> Ctx {
         let start = Instant::now();
-        let in_flight = InFlight::new(&self.in_flight, &self.metrics.in_flight);
         let snapshot = self.store.snapshot();
         let req = down.req_header();
         let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -89,7 +93,15 @@ impl Proxy {
             .await;
         let team = caller.team.take();
         let mut names = Names::new(snapshot, team).guarded(self.limits.guard);
-        let framing = request::framing(req.version, &req.headers);
+        let mut framing = request::framing(req.version, &req.headers);
+        if framing.is_none()
+            && req.headers.contains_key(TRANSFER_ENCODING)
+            && request::names_content_length(&down.get_headers_raw_bytes())
+        {
+            // Pingora's session drops a Content-Length sent beside Transfer-Encoding, so
+            // only the raw head still shows the pair.
+            framing = Some("the request has both Content-Length and Transfer-Encoding");
+        }
         let (mut uri, mut model_header, mut body) = (None, None, None);
         if framing.is_none() {
             request::check_url(&path, path_and_query, &mut names);
@@ -228,6 +240,9 @@ impl Proxy {
             body: &held,
             complete: done,
         };
+        // The client is not watched while the gateway works: a client that half-closes
+        // after its request still gets the answer; one that went away is noticed when
+        // the answer is written (and a stream's gateway connection then closes).
         let head = self.upstream_head(down, ctx, framing).map_err(before)?;
         let mut up = match self.gateway.send(outgoing(head)).await {
             Ok(up) => up,
@@ -256,18 +271,8 @@ impl Proxy {
             };
         }
         // 1xx answers before the final one.
-        loop {
-            let status = up.resp_header().map_or(0, |r| r.status.as_u16());
-            if !(100..200).contains(&status) || status == 101 {
-                break;
-            }
-            if status != 100
-                && let Some(info) = up.resp_header()
-            {
-                down.write_response_header(Box::new(info.clone()))
-                    .await
-                    .map_err(|e| before(e.into_down()))?;
-            }
+        while is_interim(&up) {
+            relay_interim(down, &up).await.map_err(before)?;
             up.read_response().await.map_err(before)?;
         }
         let Some(resp) = up.resp_header() else {
@@ -384,6 +389,11 @@ impl Proxy {
                 biased;
                 answer = up.read_response() => {
                     answer?;
+                    if is_interim(up) {
+                        // A 103, say: the final answer comes after the body, which goes on.
+                        relay_interim(down, up).await?;
+                        continue;
+                    }
                     return Ok(Streamed::AnsweredEarly);
                 }
                 piece = read_piece(down, deadline) => {
@@ -515,6 +525,30 @@ async fn read_piece(
         Ok(piece) => piece.map_err(|e| e.into_down()),
         Err(_) => Error::e_explain(ErrorType::ReadTimedout, "request body deadline")
             .map_err(|e| e.into_down()),
+    }
+}
+
+/// Whether the gateway's latest answer is an interim one (1xx), not its final one or a
+/// `101`.
+fn is_interim(up: &Upstream) -> bool {
+    up.resp_header()
+        .is_some_and(|r| r.status.is_informational() && r.status != StatusCode::SWITCHING_PROTOCOLS)
+}
+
+/// Relays the gateway's interim answer to the client: not a `100` (modelmap answers
+/// `Expect` itself), and nothing to an HTTP/1.0 client, which cannot read one (RFC 9110
+/// §15.2: it would take the 1xx for the answer).
+async fn relay_interim(down: &mut HttpSession, up: &Upstream) -> Result<()> {
+    match up.resp_header() {
+        Some(info)
+            if info.status != StatusCode::CONTINUE
+                && down.req_header().version == http::Version::HTTP_11 =>
+        {
+            down.write_response_header(Box::new(info.clone()))
+                .await
+                .map_err(|e| e.into_down())
+        }
+        _ => Ok(()),
     }
 }
 

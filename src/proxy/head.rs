@@ -2,8 +2,9 @@
 //!
 //! Guarantees: the first byte is waited for at most `idle` (silence then closes the
 //! connection without an answer: it is an idle keep-alive connection, not a slow
-//! request); from the first byte, the whole head must arrive within `deadline` (else
-//! [`Failure::HeadTimeout`], 408) and fit in [`MAX_HEAD`] bytes (else
+//! request; empty lines, which RFC 9112 §2.2 has a server ignore before a request line,
+//! do not count as a first byte); from the first byte, the whole head must arrive within
+//! `deadline` (else [`Failure::HeadTimeout`], 408) and fit in [`MAX_HEAD`] bytes (else
 //! [`Failure::HeadTooLarge`], 431). Pingora's own head reader has neither bound: it
 //! reads up to 1 MiB with only a per-read timeout, so a client sending one byte every
 //! few seconds held a connection forever. What is read past the head (a body's start,
@@ -15,7 +16,7 @@ use bytes::BytesMut;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::{Instant, timeout_at};
 
 use crate::error::Failure;
 
@@ -28,31 +29,45 @@ const INITIAL: usize = 4 * 1024;
 pub(super) enum Head {
     /// A whole head (and maybe more) is in the buffer.
     Ready(BytesMut),
-    /// The client closed, stayed idle, or the server is shutting down: close quietly.
+    /// The client closed mid-head: close quietly.
     Gone,
     /// Answer this, then close.
     Failed(Failure),
 }
 
-/// Reads until `buf` holds a whole head (see the module docs for the bounds).
-pub(super) async fn read(
+/// Waits until `buf` holds the first byte of a head (it may already): false when the
+/// client closed, stayed idle for `idle`, or the server is shutting down. Empty lines
+/// before it are dropped (an old client's CRLF after a body is not a slow head).
+pub(super) async fn first_byte(
     stream: &mut Stream,
-    mut buf: BytesMut,
+    buf: &mut BytesMut,
     idle: Duration,
-    deadline: Duration,
     shutdown: &mut ShutdownWatch,
-) -> Head {
-    if buf.is_empty() {
+) -> bool {
+    let until = Instant::now() + idle;
+    loop {
+        if buf.iter().any(|b| !matches!(b, b'\r' | b'\n')) {
+            return true;
+        }
+        if *shutdown.borrow() {
+            return false;
+        }
+        buf.clear();
         buf.reserve(INITIAL);
-        let first = tokio::select! {
-            read = timeout(idle, stream.read_buf(&mut buf)) => read,
-            _ = shutdown.changed() => return Head::Gone,
+        let read = tokio::select! {
+            read = timeout_at(until, stream.read_buf(buf)) => read,
+            _ = shutdown.changed() => return false,
         };
-        match first {
+        match read {
             Ok(Ok(n)) if n > 0 => {}
-            _ => return Head::Gone,
+            _ => return false,
         }
     }
+}
+
+/// Reads until `buf`, which holds a head's first byte (see [`first_byte`]), holds the
+/// whole head (see the module docs for the bounds).
+pub(super) async fn read(stream: &mut Stream, mut buf: BytesMut, deadline: Duration) -> Head {
     let until = Instant::now() + deadline;
     let mut scanned = 0;
     loop {

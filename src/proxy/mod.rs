@@ -5,8 +5,9 @@
 //!
 //! ```text
 //! connection   accepted; over --max-connections: 503 and close
-//! ├─ head      first byte within the idle limit, whole head within --head-timeout and
-//! │            MAX_HEAD (head.rs: 408 / 431); then parsed by pingora-core's session
+//! ├─ head      first byte within the idle limit (in flight from then on), whole head
+//! │            within --head-timeout and MAX_HEAD (head.rs: 408 / 431); then parsed by
+//! │            pingora-core's session
 //! ├─ decide    framing → snapshot → identity (may await /key/info) → URL, header and
 //! │            body places mapped and checked (request.rs); a refusal from the head
 //! │            is answered here: nothing goes upstream
@@ -135,15 +136,12 @@ impl Proxy {
             if *shutdown.borrow() && prefix.is_empty() {
                 return;
             }
-            let buf = match head::read(
-                &mut stream,
-                prefix,
-                idle,
-                self.limits.head_timeout,
-                &mut shutdown,
-            )
-            .await
-            {
+            if !head::first_byte(&mut stream, &mut prefix, idle, &mut shutdown).await {
+                return;
+            }
+            // From its first byte a request is in flight: a drain waits for it.
+            let in_flight = InFlight::new(&self.in_flight, &self.metrics.in_flight);
+            let buf = match head::read(&mut stream, prefix, self.limits.head_timeout).await {
                 head::Head::Ready(buf) => buf,
                 head::Head::Gone => return,
                 head::Head::Failed(failure) => return self.answer_raw(stream, &failure).await,
@@ -165,7 +163,7 @@ impl Proxy {
             }
             // Boxed: an idle connection then holds only this small loop, not the state
             // of a whole exchange.
-            let reusable = Box::pin(self.exchange(&mut session, &shutdown)).await;
+            let reusable = Box::pin(self.exchange(&mut session, &shutdown, in_flight)).await;
             if !reusable || *shutdown.borrow() {
                 session.shutdown().await;
                 return;

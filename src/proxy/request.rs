@@ -157,22 +157,29 @@ pub fn has_body(req: &RequestHeader) -> bool {
 }
 
 /// Whether the request asks to become a websocket: the one upgrade modelmap tunnels
-/// (LiteLLM's realtime routes). Any other `Upgrade` (such as `h2c`) is dropped as the
-/// hop-by-hop header it is, and the request is served as HTTP/1.1.
+/// (LiteLLM's realtime routes). Any other `Upgrade` (such as `h2c`), and any upgrade
+/// asked in HTTP/1.0 (which has none, RFC 6455 §4.1; Pingora's session would not switch
+/// either), is dropped as the hop-by-hop header it is, and the request is served as is.
 pub fn is_websocket(req: &RequestHeader) -> bool {
-    req.headers
-        .get_all(http::header::UPGRADE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get_all(http::header::UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
 }
 
-/// Whether the client waits for `100 Continue` before sending its body.
+/// Whether the client waits for `100 Continue` before sending its body (never in
+/// HTTP/1.0, whose clients cannot read a 1xx: RFC 9110 §10.1.1 has the expectation
+/// ignored).
 pub fn expects_continue(req: &RequestHeader) -> bool {
-    req.headers
-        .get(EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 fn content_length(req: &RequestHeader) -> Option<u64> {
@@ -218,6 +225,16 @@ pub fn framing(version: http::Version, headers: &HeaderMap) -> Option<&'static s
         }
     }
     None
+}
+
+/// Whether a raw request head has a `Content-Length` line (the request line cannot look
+/// like one: a method has no `:`). Pingora's session drops that header when
+/// `Transfer-Encoding` is there too, before [`framing`] could refuse the pair.
+pub fn names_content_length(raw: &[u8]) -> bool {
+    raw.split(|b| *b == b'\n').any(|line| {
+        line.get(..15)
+            .is_some_and(|name| name.eq_ignore_ascii_case(b"content-length:"))
+    })
 }
 
 /// Checks every stretch of the decoded path that a route may read a model name from

@@ -1,5 +1,7 @@
 //! An upgraded connection (websocket): after the gateway's `101`, bytes are copied both
-//! ways until either side closes, then both close.
+//! ways until either side closes, then both close. A client that only half-closes (its
+//! FIN after its last frame) still gets what the gateway sends back: the FIN is passed
+//! on, and the copy goes on until the gateway closes too.
 //!
 //! No byte can be lost at the switch: the request's body reader is never started
 //! before the `101` is written, so whatever the client sent after its head (frames sent
@@ -15,15 +17,20 @@ use pingora::protocols::http::v1::server::HttpSession;
 pub(super) async fn tunnel(down: &mut HttpSession, up: &mut Upstream) {
     up.maybe_upgrade_body_writer();
     down.set_read_timeout(None);
+    let mut client_sending = true;
     loop {
         tokio::select! {
-            from_client = down.read_body_bytes() => match from_client {
+            from_client = down.read_body_bytes(), if client_sending => match from_client {
                 Ok(Some(bytes)) => {
                     if up.write_body(&bytes).await.is_err() {
                         break;
                     }
                 }
-                _ => break,
+                Ok(None) => {
+                    client_sending = false;
+                    up.shutdown().await;
+                }
+                Err(_) => break,
             },
             from_gateway = up.read_body_ref() => match from_gateway {
                 Ok(Some(bytes)) => {
