@@ -141,6 +141,22 @@ pub struct ServeArgs {
     /// Longest wait for a client's next bytes once its request head has arrived.
     #[arg(long, env = "MODELMAP_CLIENT_READ_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub client_read_timeout: Duration,
+    /// Longest a client may take to send a whole request head, from its first byte
+    /// (408 after it): bounds clients that trickle a head a byte at a time.
+    #[arg(long, env = "MODELMAP_HEAD_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub head_timeout: Duration,
+    /// How long an idle client connection is kept open for its next request.
+    #[arg(long, env = "MODELMAP_KEEPALIVE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub keepalive_timeout: Duration,
+    /// How long an idle connection to the gateway is kept for reuse. Below the gateway's
+    /// own keep-alive timeout (uvicorn's default is 5 s), so the gateway rarely closes a
+    /// connection modelmap is about to reuse.
+    #[arg(long, env = "MODELMAP_UPSTREAM_IDLE_TIMEOUT", default_value = "4s", value_parser = humantime::parse_duration)]
+    pub upstream_idle_timeout: Duration,
+    /// Most client connections open at once; past it a new connection is answered 503
+    /// and closed (counted in `modelmap_connections_refused_total`).
+    #[arg(long, env = "MODELMAP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// On SIGTERM, how long in-flight requests and streams may take to finish.
     #[arg(long, env = "MODELMAP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
@@ -323,14 +339,70 @@ impl Upstream {
     }
 }
 
-/// Validated settings for `serve`.
+/// Validated settings for `serve`, typed and grouped by the part that reads them: the
+/// raw flags stay here, in `from_args`.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub args: ServeArgs,
-    pub upstream: Upstream,
+    pub(crate) listen: SocketAddr,
+    pub(crate) admin: SocketAddr,
+    pub(crate) upstream: Upstream,
+    pub(crate) mapping: PathBuf,
+    pub(crate) threads: usize,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) reload_debounce: Duration,
+    pub(crate) proxy: ProxySettings,
+    pub(crate) identity: IdentitySettings,
+    pub(crate) discovery: DiscoverySettings,
+}
+
+/// What the proxy loop reads.
+#[derive(Debug, Clone)]
+pub(crate) struct ProxySettings {
+    pub guard: bool,
+    pub head_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub client_read_timeout: Duration,
+    pub client_body_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub upstream_idle_timeout: Duration,
+    pub max_connections: usize,
+    pub restore_buffer_budget: usize,
+}
+
+/// How callers are identified (see `identity`).
+#[derive(Debug, Clone)]
+pub(crate) struct IdentitySettings {
+    pub key_header: Option<String>,
+    pub lookup: bool,
+    pub timeout: Duration,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub cache_size: usize,
+    pub fail_closed: bool,
     pub trusted_team_header: Option<HeaderName>,
     pub master_key: Option<KeyDigest>,
-    pub discover_database: Option<Database>,
+}
+
+/// Where team models are discovered from (see `discover`).
+#[derive(Debug, Clone)]
+pub(crate) struct DiscoverySettings {
+    pub database: Option<Database>,
+    pub config: Option<PathBuf>,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+impl Settings {
+    /// The address the proxy listens on.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// How long a SIGTERM drain may take.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
+    }
 }
 
 /// Whether two listening addresses would claim the same socket: the same port on the
@@ -380,6 +452,13 @@ impl Settings {
                 ),
             });
         }
+        if args.max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                flag: "max-connections",
+                value: "0".into(),
+                reason: "at least one connection is needed".into(),
+            });
+        }
         if args.threads == 0 {
             return Err(ConfigError::Invalid {
                 flag: "threads",
@@ -420,6 +499,8 @@ impl Settings {
         for (flag, value) in [
             ("discover-interval", args.discover_interval),
             ("discover-timeout", args.discover_timeout),
+            ("head-timeout", args.head_timeout),
+            ("keepalive-timeout", args.keepalive_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Invalid {
@@ -442,11 +523,42 @@ impl Settings {
             })
             .transpose()?;
         Ok(Settings {
-            args,
+            listen: addrs[0],
+            admin: addrs[1],
             upstream,
-            trusted_team_header,
-            master_key,
-            discover_database,
+            mapping: args.mapping,
+            threads: args.threads,
+            shutdown_timeout: args.shutdown_timeout,
+            reload_debounce: args.reload_debounce,
+            proxy: ProxySettings {
+                guard: args.guard,
+                head_timeout: args.head_timeout,
+                keepalive_timeout: args.keepalive_timeout,
+                client_read_timeout: args.client_read_timeout,
+                client_body_timeout: args.client_body_timeout,
+                connect_timeout: args.connect_timeout,
+                read_timeout: args.read_timeout,
+                upstream_idle_timeout: args.upstream_idle_timeout,
+                max_connections: args.max_connections,
+                restore_buffer_budget: args.restore_buffer_budget,
+            },
+            identity: IdentitySettings {
+                key_header: args.key_header,
+                lookup: args.identity_lookup,
+                timeout: args.identity_timeout,
+                ttl: args.identity_ttl,
+                negative_ttl: args.identity_negative_ttl,
+                cache_size: args.identity_cache_size,
+                fail_closed: args.identity_fail_closed,
+                trusted_team_header,
+                master_key,
+            },
+            discovery: DiscoverySettings {
+                database: discover_database,
+                config: args.discover_config,
+                interval: args.discover_interval,
+                timeout: args.discover_timeout,
+            },
         })
     }
 }
@@ -460,8 +572,10 @@ mod tests {
         let cli = Cli::try_parse_from(["modelmap"]).expect("no flags needed");
         let s = Settings::from_args(cli.serve).expect("defaults are valid");
         assert_eq!(s.upstream.addr.to_string(), "127.0.0.1:4000");
-        assert_eq!(s.args.listen, "0.0.0.0:4001");
-        assert_eq!(s.args.admin, "0.0.0.0:9464");
+        assert_eq!(s.listen.to_string(), "0.0.0.0:4001");
+        assert_eq!(s.admin.to_string(), "0.0.0.0:9464");
+        assert_eq!(s.proxy.head_timeout, Duration::from_secs(10));
+        assert_eq!(s.proxy.max_connections, 10_000);
     }
 
     #[test]
@@ -486,12 +600,12 @@ mod tests {
     fn identity_flags_parse_and_validate() {
         let cli = Cli::try_parse_from(["modelmap"]).expect("no flags needed");
         let s = Settings::from_args(cli.serve).expect("defaults are valid");
-        assert!(s.args.identity_lookup && s.args.guard, "on by default");
-        assert!(!s.args.identity_fail_closed);
-        assert_eq!(s.args.identity_ttl, Duration::from_secs(60));
-        assert_eq!(s.args.identity_negative_ttl, Duration::from_secs(5));
-        assert_eq!(s.args.identity_cache_size, 10_000);
-        assert!(s.trusted_team_header.is_none() && s.master_key.is_none());
+        assert!(s.identity.lookup && s.proxy.guard, "on by default");
+        assert!(!s.identity.fail_closed);
+        assert_eq!(s.identity.ttl, Duration::from_secs(60));
+        assert_eq!(s.identity.negative_ttl, Duration::from_secs(5));
+        assert_eq!(s.identity.cache_size, 10_000);
+        assert!(s.identity.trusted_team_header.is_none() && s.identity.master_key.is_none());
 
         let digest = "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b";
         let cli = Cli::try_parse_from([
@@ -507,9 +621,12 @@ mod tests {
         ])
         .expect("valid");
         let s = Settings::from_args(cli.serve).expect("valid");
-        assert!(!s.args.guard && !s.args.identity_lookup && s.args.identity_fail_closed);
-        assert_eq!(s.trusted_team_header.expect("set").as_str(), "x-team-id");
-        assert_eq!(s.master_key.expect("set")[0], 0x88);
+        assert!(!s.proxy.guard && !s.identity.lookup && s.identity.fail_closed);
+        assert_eq!(
+            s.identity.trusted_team_header.expect("set").as_str(),
+            "x-team-id"
+        );
+        assert_eq!(s.identity.master_key.expect("set")[0], 0x88);
 
         let cli =
             Cli::try_parse_from(["modelmap", "--master-key-hash", "sk-1234"]).expect("parses");

@@ -11,7 +11,6 @@ pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod proxy;
-pub mod request;
 pub mod rewrite;
 pub mod route;
 pub mod server;

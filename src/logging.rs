@@ -35,7 +35,20 @@ pub fn filter(spec: &str) -> EnvFilter {
     filter
 }
 
+/// Whether log lines are JSON (set once by [`init`]; text until then).
+static STRUCTURED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether log lines are JSON: access lines then keep their fields, in text they are
+/// written whole (see `proxy/access.rs`).
+pub fn structured() -> bool {
+    STRUCTURED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub fn init(format: LogFormat, spec: &str) {
+    STRUCTURED.store(
+        format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let filter = filter(spec);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -106,7 +106,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let timeout = settings.args.shutdown_timeout;
+    let timeout = settings.shutdown_timeout();
     let parts = match server::build(settings) {
         Ok(p) => p,
         Err(e) => {

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub rules: IntGaugeVec,
     pub body_passthrough: IntCounterVec,
     pub in_flight: IntGauge,
+    pub connections_open: IntGauge,
+    pub connections_refused: IntCounter,
     pub identity_lookups: IntCounterVec,
     pub identity_cache_entries: IntGauge,
     pub guard_rejections: IntCounter,
@@ -200,6 +202,20 @@ impl Metrics {
                 "Requests being handled right now (streams included).",
             )?,
         );
+        let connections_open = register(
+            &registry,
+            IntGauge::new(
+                "modelmap_connections_open",
+                "Client connections open right now (idle keep-alive connections included).",
+            )?,
+        );
+        let connections_refused = register(
+            &registry,
+            IntCounter::new(
+                "modelmap_connections_refused_total",
+                "Client connections answered 503 and closed because --max-connections were open.",
+            )?,
+        );
         let build = register(
             &registry,
             IntGaugeVec::new(
@@ -220,6 +236,8 @@ impl Metrics {
             rules,
             body_passthrough,
             in_flight,
+            connections_open,
+            connections_refused,
             identity_lookups,
             identity_cache_entries,
             guard_rejections,

@@ -1,4 +1,4 @@
-//! Assembles the Pingora server: the proxy, the admin server, the mapping watcher and
+//! Assembles the Pingora server: the proxy loop (`proxy`, a pingora-core `ServerApp`), the admin server, the mapping watcher and
 //! discovery (when configured), sharing one store and one metrics registry. `main` runs
 //! it until a signal; tests run it on a thread and stop it through [`Running`].
 
@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
-use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
@@ -20,7 +19,7 @@ use crate::admin::Admin;
 use crate::config::Settings;
 use crate::discover::service::Plan;
 use crate::metrics::Metrics;
-use crate::proxy::ModelMap;
+use crate::proxy::Proxy;
 use crate::store::{Reload, Store};
 use crate::watch::MappingWatcher;
 
@@ -43,7 +42,7 @@ pub enum StartError {
 /// with one clear error. Pingora binds its listeners later, on its own threads: there a
 /// failure is retried for half a minute and then panics a service thread, leaving a
 /// process whose admin server answers `/healthz` while the proxy serves nothing.
-fn probe_bind(addrs: [(&'static str, &str); 2]) -> Result<(), StartError> {
+fn probe_bind(addrs: [(&'static str, std::net::SocketAddr); 2]) -> Result<(), StartError> {
     for (flag, addr) in addrs {
         std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
             flag,
@@ -67,29 +66,25 @@ pub struct Parts {
 /// stop the start: the proxy runs (passing names through), `/readyz` says not ready, and
 /// the watcher applies the file as soon as it is fixed.
 pub fn build(settings: Settings) -> Result<Parts, StartError> {
-    probe_bind([
-        ("listen", &settings.args.listen),
-        ("admin", &settings.args.admin),
-    ])?;
+    probe_bind([("listen", settings.listen), ("admin", settings.admin)])?;
     let metrics = Arc::new(Metrics::new()?);
     let discovery = Plan::new(&settings);
     let store = Arc::new(
-        Store::new(settings.args.mapping.clone(), metrics.clone())
-            .with_discovery(discovery.sources()),
+        Store::new(settings.mapping.clone(), metrics.clone()).with_discovery(discovery.sources()),
     );
     if let Reload::Failed(_) = store.reload(false) {
         tracing::warn!("starting without a mapping: not ready until the file is valid");
     }
 
     let conf = ServerConf {
-        threads: settings.args.threads,
+        threads: settings.threads,
         // One worker needs no work stealing: a plain single-threaded runtime skips the
         // cross-thread queues and wake-ups.
-        work_stealing: settings.args.threads > 1,
+        work_stealing: settings.threads > 1,
         // Draining is handled by `Drain` below, which exits the process itself. Pingora's
         // fixed grace sleep is only a backstop and must outlast the drain's own deadline:
         // rounding a timeout down (1.5 s to 1 s) let Pingora end the process first.
-        grace_period_seconds: Some(backstop_seconds(settings.args.shutdown_timeout)),
+        grace_period_seconds: Some(backstop_seconds(settings.shutdown_timeout)),
         graceful_shutdown_timeout_seconds: Some(1),
         // Pingora keeps a cancelled fast timer until its deadline: with a 600 s read
         // timeout, every upstream read would pin memory for ten minutes (measured by the
@@ -101,11 +96,10 @@ pub fn build(settings: Settings) -> Result<Parts, StartError> {
     server.bootstrap();
 
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let listen = settings.args.listen.clone();
-    let admin_addr = settings.args.admin.clone();
-    let debounce = settings.args.reload_debounce;
-    let proxy = ModelMap::new(settings, store.clone(), metrics.clone(), in_flight.clone());
-    let mut proxy = http_proxy_service_with_name(&server.configuration, proxy, "modelmap proxy");
+    let (listen, admin_addr) = (settings.listen.to_string(), settings.admin.to_string());
+    let debounce = settings.reload_debounce;
+    let proxy = Proxy::new(&settings, store.clone(), metrics.clone(), in_flight.clone());
+    let mut proxy = Service::new("modelmap proxy".to_string(), proxy);
     proxy.add_tcp(&listen);
 
     let mut admin = Service::new(
@@ -155,11 +149,11 @@ fn backstop_seconds(timeout: Duration) -> u64 {
 /// A second SIGTERM, or a SIGINT, during the drain exits at once. SIGINT before any
 /// SIGTERM is Pingora's fast shutdown.
 ///
-/// The count of requests in flight is exact once the listeners are closed: Pingora
-/// creates a request's context (which holds its place in the count) in the same step
-/// that finishes reading its head, and after shutdown it reads no new heads. The
-/// thread therefore starts counting after a short pause that lets the shutdown reach
-/// every listener.
+/// The count of requests in flight is exact once the listeners are closed: a request
+/// holds its place in the count from the first byte of its head (a head still arriving
+/// at SIGTERM is waited for), and after shutdown no connection waits for a new first
+/// byte. The thread therefore starts counting after a short pause that lets the
+/// shutdown reach every listener and idle connection.
 pub struct Drain {
     pub in_flight: Arc<AtomicUsize>,
     pub timeout: Duration,

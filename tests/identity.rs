@@ -689,15 +689,16 @@ fn on_the_wire_a_refused_body_never_leaves_modelmap() {
     let late = format!(
         r#"{{"messages":[{{"role":"user","content":"{filler}"}}],"model":"{XYZ_INTERNAL}"}}"#
     );
-    // A small body with a Content-Length is read whole before anything goes upstream,
-    // so the gateway sees nothing at all; the others are refused mid-stream.
+    // A body within the 64 KiB window (with a Content-Length or chunked) is read whole
+    // before anything goes upstream, so the gateway sees nothing at all; a name past the
+    // window is refused mid-stream.
     let cases: [(&str, &str, Framing<'_>, bool); 3] = [
         ("small body", &small, Framing::Length, false),
         (
             "name split across chunks",
             &small,
             Framing::Chunked(&[3, 12, 20]),
-            true,
+            false,
         ),
         (
             "model after the 64 KiB window",
@@ -734,8 +735,6 @@ fn on_the_wire_a_refused_body_never_leaves_modelmap() {
             );
             continue;
         }
-        assert_eq!(resp.header("connection"), Some("close"), "{what}");
-
         let got = wire.closed_connection();
         eprintln!("{what}: the gateway got {} bytes", got.len());
         let text = String::from_utf8_lossy(&got);
@@ -754,11 +753,7 @@ fn on_the_wire_a_refused_body_never_leaves_modelmap() {
             !sent_body.ends_with("0\r\n\r\n"),
             "{what}: the body was terminated, so the gateway could act on it"
         );
-        if !what.contains("window") {
-            assert!(sent_body.is_empty(), "{what}: nothing of the body went");
-        }
-        // Past the window, a name-free prefix may have gone before the refusal (or not:
-        // Pingora may cancel the upstream half with chunks still in its pipe).
+        // Past the window, a name-free prefix may have gone before the refusal.
     }
 }
 

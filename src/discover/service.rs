@@ -169,15 +169,13 @@ pub struct Plan {
 impl Plan {
     pub fn new(settings: &crate::config::Settings) -> Plan {
         Plan {
-            database: settings.discover_database.clone().map(|db| {
-                (
-                    db,
-                    settings.args.discover_interval,
-                    settings.args.discover_timeout,
-                )
-            }),
-            config: settings.args.discover_config.clone(),
-            debounce: settings.args.reload_debounce,
+            database: settings
+                .discovery
+                .database
+                .clone()
+                .map(|db| (db, settings.discovery.interval, settings.discovery.timeout)),
+            config: settings.discovery.config.clone(),
+            debounce: settings.reload_debounce,
         }
     }
 

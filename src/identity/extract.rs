@@ -29,12 +29,32 @@ pub struct KeyHash(pub KeyDigest);
 
 impl KeyHash {
     pub fn of(key: &str) -> KeyHash {
-        KeyHash(Sha256::digest(key.as_bytes()).into())
+        // A client sends the same key on every request of a connection, and most
+        // workers see few keys: the last digest per thread is remembered (the key is
+        // compared whole, so a different key is never given another's digest).
+        thread_local! {
+            static LAST: std::cell::RefCell<(String, KeyDigest)> =
+                const { std::cell::RefCell::new((String::new(), [0; 32])) };
+        }
+        LAST.with_borrow_mut(|(last, digest)| {
+            if last.is_empty() || last != key {
+                *digest = Sha256::digest(key.as_bytes()).into();
+                last.clear();
+                last.push_str(key);
+            }
+            KeyHash(*digest)
+        })
     }
 
     /// The first 8 hex digits: enough to correlate log lines, useless to an attacker.
     pub fn short(&self) -> String {
-        self.0[..4].iter().map(|b| format!("{b:02x}")).collect()
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(8);
+        for b in &self.0[..4] {
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        }
+        out
     }
 }
 
@@ -227,6 +247,16 @@ mod tests {
             extract_key(&none, None, "/v1/chat/completions?key=sk-q"),
             None
         );
+    }
+
+    #[test]
+    fn the_remembered_digest_is_only_ever_the_same_keys() {
+        let a = KeyHash::of("sk-1234");
+        let b = KeyHash::of("sk-1235");
+        assert_ne!(a, b);
+        assert_eq!(KeyHash::of("sk-1234"), a);
+        assert_eq!(KeyHash::of("sk-1235"), b);
+        assert_eq!(a.short(), "88dc28d0");
     }
 
     #[test]

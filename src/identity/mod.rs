@@ -84,27 +84,27 @@ pub struct Identity {
 
 impl Identity {
     pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Identity {
-        let args = &settings.args;
-        let lookup = args.identity_lookup.then(|| {
+        let id = &settings.identity;
+        let lookup = id.lookup.then(|| {
             let gateway = Gateway::new(
                 settings.upstream.addr,
                 settings.upstream.authority(),
-                args.identity_timeout,
+                id.timeout,
             );
             let cache = TeamCache::new(
-                args.identity_ttl,
-                args.identity_negative_ttl,
-                args.identity_cache_size,
+                id.ttl,
+                id.negative_ttl,
+                id.cache_size,
                 metrics.identity_cache_entries.clone(),
             );
             (gateway, cache)
         });
         Identity {
-            key_header: args.key_header.clone(),
-            trusted_header: settings.trusted_team_header.clone(),
-            master_key: settings.master_key,
+            key_header: id.key_header.clone(),
+            trusted_header: id.trusted_team_header.clone(),
+            master_key: id.master_key,
             lookup,
-            fail_closed: args.identity_fail_closed,
+            fail_closed: id.fail_closed,
             metrics,
         }
     }

@@ -162,6 +162,11 @@ pub(super) fn validate(draft: &Draft, origin: &str) -> Result<Mapping, MappingEr
         mapping.teams.insert(team.clone(), rules);
     }
 
+    let lengths = mapping.owners.keys().map(String::len);
+    mapping.owner_lengths = (
+        lengths.clone().min().unwrap_or(0),
+        lengths.max().unwrap_or(0),
+    );
     for (from, to) in &draft.aliases {
         check.rule(&mut mapping.aliases, "alias", from, to);
     }

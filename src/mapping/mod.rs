@@ -120,6 +120,9 @@ pub struct Mapping {
     keys: HashMap<KeyDigest, String>,
     /// Internal name -> the team whose rules send it (for guards and explanations).
     owners: HashMap<String, String>,
+    /// The shortest and longest internal names: the guard reads many stretches of a
+    /// request (every run of path segments) that cannot be one, and skips hashing them.
+    owner_lengths: (usize, usize),
 }
 
 impl Mapping {
@@ -179,6 +182,10 @@ impl Mapping {
 
     /// The team whose rules send `internal` to the gateway, if any.
     pub fn owner_of(&self, internal: &str) -> Option<&str> {
+        let (shortest, longest) = self.owner_lengths;
+        if internal.len() < shortest || internal.len() > longest {
+            return None;
+        }
         self.owners.get(internal).map(String::as_str)
     }
 

@@ -203,6 +203,11 @@ impl Names {
         self.team.as_deref()
     }
 
+    /// The mapping snapshot every name of the request is mapped from.
+    pub fn mapping(&self) -> &Arc<Mapping> {
+        &self.mapping
+    }
+
     /// Maps one name; records the rule if one applies and changes it.
     fn map_one(&mut self, place: Place, name: &str) -> Option<String> {
         let r = self.mapping.resolve(self.team.as_deref(), name)?;

@@ -52,6 +52,34 @@ fn b64decode(s: &str) -> Vec<u8> {
     out
 }
 
+/// Whether `b64decode(s)` contains `model`, without decoding into memory: most path
+/// segments and ids the guard reads are nothing of the kind, and this keeps them cheap.
+fn decodes_to_model(s: &str) -> bool {
+    const MODEL: u64 = u64::from_be_bytes([0, 0, 0, b'm', b'o', b'd', b'e', b'l']);
+    let (mut acc, mut bits, mut window) = (0u32, 0u32, 0u64);
+    for b in s.bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            b'=' => break,
+            _ => continue,
+        };
+        acc = acc << 6 | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            window = (window << 8 | u64::from((acc >> bits) as u8)) & 0xff_ffff_ffff;
+            if window == MODEL {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// The text after `marker` up to the next `;`, for every occurrence of `marker`.
 fn fields<'a>(text: &'a str, marker: &'a str) -> impl Iterator<Item = &'a str> {
     text.match_indices(marker).map(move |(at, _)| {
@@ -69,6 +97,14 @@ fn fields<'a>(text: &'a str, marker: &'a str) -> impl Iterator<Item = &'a str> {
 /// and kept as it is when it names no deployment id: so it is checked as a name too.
 pub fn models(id: &str) -> Vec<String> {
     let after = |sep: char| id.split_once(sep).map(|(_, rest)| rest);
+    if !id.contains("model")
+        && ![Some(id), after('-'), after('_')]
+            .into_iter()
+            .flatten()
+            .any(decodes_to_model)
+    {
+        return Vec::new();
+    }
     let decoded: Vec<String> = [Some(id), after('-'), after('_')]
         .into_iter()
         .flatten()
@@ -105,6 +141,25 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn the_quick_check_agrees_with_decoding() {
+        for text in [
+            "model",
+            "xmodel",
+            "xxmodel",
+            "litellm:application/jsonl;model,m;x",
+            "mode",
+            "completions",
+            "nothing here",
+        ] {
+            for id in [b64(text), format!("file-{}", b64(text)), text.to_string()] {
+                let decoded = b64decode(&id);
+                let has = decoded.windows(5).any(|w| w == b"model");
+                assert_eq!(decodes_to_model(&id), has, "{id:?} ({text:?})");
+            }
+        }
     }
 
     #[test]

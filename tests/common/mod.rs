@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
+pub mod raw;
 
 pub use client::{Client, Framing, Response};
 pub use gateway::{FakeGateway, Recorded, Reply, model_of};

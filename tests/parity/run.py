@@ -309,20 +309,22 @@ def run_once(reqs: list[gen.Req], mm_port: int, ctl: int, deadline: float, tap: 
             if not bad and st is not None and st >= 500 and not any(rec.get("no_auth_dependency") for rec in recs):
                 o["ok"] = False
                 o["why"] = f"the gateway served it (answered 200) but modelmap answered {st}"
-            # Known limitations of modelmap on pingora-proxy (issue 15 owns the loop that fixes
-            # them), reported as notes, not disagreements: no name reaches the gateway in
-            # either (it reads an empty body), but the request is not handled as it should be.
+            # modelmap refuses before anything goes upstream, answers every client, and
+            # forwards a half-closed client's body: anything else is a failure.
             if modelmap_refusal(st, body) and not any(rec.get("no_auth_dependency") for rec in recs):
                 # The oracle answers 200 to every request that reaches auth: an OpenAI error
                 # here is modelmap's, sent after the request head had already gone upstream.
-                o["note"] = (f"known (issue 15): modelmap refused it ({st}) after the head had gone upstream "
-                             f"(body keys seen: {sorted({k for rec in recs for k in rec.get('body_keys', [])})[:6]})")
+                o["ok"] = False
+                o["why"] = (f"modelmap refused it ({st}) after the head had gone upstream "
+                            f"(body keys seen: {sorted({k for rec in recs for k in rec.get('body_keys', [])})[:6]})")
             if o["ok"] and st is None and not err:
-                o["note"] = "known (issue 15): the gateway got it, but modelmap sent the client no answer"
+                o["ok"] = False
+                o["why"] = "the gateway got it, but modelmap sent the client no answer"
             if o["ok"] and r.body and r.method == "POST" and not any(rec.get("body_keys") for rec in recs) \
                     and not any(rec.get("litellm_rejects") or rec.get("no_auth_dependency") for rec in recs) \
                     and r.family in ("half-close",):
-                o["note"] = "known (issue 15): after a half-close the gateway got the request without its body"
+                o["ok"] = False
+                o["why"] = "after a half-close the gateway got the request without its body"
             if len(recs) > 1:
                 o["note"] = f"{len(recs)} requests reached the oracle under this id"
         elif modelmap_refusal(st, body):
@@ -547,10 +549,8 @@ def main() -> int:
             if h == impls[0]:
                 replay_refused(outs, port, ctl)
             runs[f"guard on, uvicorn {h}"] = outs
-            known = sum(str(o.get("note", "")).startswith("known") for o in outs)
             print(f"parity: {h}: {sum(o['ok'] for o in outs)} passed, {sum(not o['ok'] for o in outs)} failed, "
-                  f"{skipped} skipped, {time.monotonic() - t:.1f}s; {known} hit a known limitation "
-                  f"(issue 15: refused after the head went upstream, half-closed clients)", file=sys.stderr)
+                  f"{skipped} skipped, {time.monotonic() - t:.1f}s", file=sys.stderr)
             mm.stop()
         caught = None
         if not a.no_self_check:

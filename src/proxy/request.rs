@@ -6,14 +6,14 @@
 //! `application/x-www-form-urlencoded` and `multipart/form-data`, JSON for every other
 //! type (`multipart/mixed` and `text/plain` included). Everything here shares the
 //! request's one [`Names`], so every place is mapped and checked from the same snapshot
-//! for the same caller; what cannot be read is recorded there for the guard.
+//! for the same caller; what cannot be read is recorded there for the guard. The
+//! request-side twin of `response.rs`.
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING};
 use pingora::http::RequestHeader;
 
-use crate::rewrite::body::WINDOW;
 use crate::rewrite::concat;
 use crate::rewrite::form::FormRewriter;
 use crate::rewrite::multipart::{self, MultipartRewriter};
@@ -59,9 +59,7 @@ impl RequestBody {
     /// that modelmap can read; what it cannot read is recorded in `names`.
     pub fn for_request(req: &RequestHeader, names: &mut Names) -> Option<RequestBody> {
         let headers = &req.headers;
-        let has_body =
-            headers.contains_key(TRANSFER_ENCODING) || content_length(req).is_some_and(|n| n > 0);
-        if !has_body {
+        if !has_body(req) {
             return None;
         }
         if headers
@@ -118,18 +116,6 @@ impl RequestBody {
         }
     }
 
-    /// Whether the body is read whole before anything is forwarded: a body with a
-    /// Content-Length of at most [`WINDOW`] (a JSON rewriter would hold it back anyway).
-    /// Its rewritten length is then known before the headers go upstream, so it is sent
-    /// with a Content-Length in one write, not as chunks (a chunk and a last chunk: two
-    /// more packets for the gateway to wake up to). Not when the client asked for
-    /// `100 Continue`: it may wait for the gateway's answer before sending the body.
-    pub fn read_whole(&self, req: &RequestHeader) -> bool {
-        !req.headers.contains_key(TRANSFER_ENCODING)
-            && !req.headers.contains_key(EXPECT)
-            && content_length(req).is_some_and(|n| n <= WINDOW as u64)
-    }
-
     /// Consumes one piece of the body; returns what to send upstream now (possibly
     /// empty): see [`BATCH`] for when gathered pieces go on.
     pub fn feed(&mut self, chunk: Option<Bytes>, end: bool, names: &mut Names) -> Bytes {
@@ -163,6 +149,37 @@ impl RequestBody {
     pub fn passthrough(&self) -> bool {
         matches!(&self.rewriter, Rewriter::Json(rw) if rw.passthrough())
     }
+}
+
+/// Whether the request has a body (its framing was checked by [`framing`]).
+pub fn has_body(req: &RequestHeader) -> bool {
+    req.headers.contains_key(TRANSFER_ENCODING) || content_length(req).is_some_and(|n| n > 0)
+}
+
+/// Whether the request asks to become a websocket: the one upgrade modelmap tunnels
+/// (LiteLLM's realtime routes). Any other `Upgrade` (such as `h2c`), and any upgrade
+/// asked in HTTP/1.0 (which has none, RFC 6455 §4.1; Pingora's session would not switch
+/// either), is dropped as the hop-by-hop header it is, and the request is served as is.
+pub fn is_websocket(req: &RequestHeader) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get_all(http::header::UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// Whether the client waits for `100 Continue` before sending its body (never in
+/// HTTP/1.0, whose clients cannot read a 1xx: RFC 9110 §10.1.1 has the expectation
+/// ignored).
+pub fn expects_continue(req: &RequestHeader) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 fn content_length(req: &RequestHeader) -> Option<u64> {
@@ -208,6 +225,16 @@ pub fn framing(version: http::Version, headers: &HeaderMap) -> Option<&'static s
         }
     }
     None
+}
+
+/// Whether a raw request head has a `Content-Length` line (the request line cannot look
+/// like one: a method has no `:`). Pingora's session drops that header when
+/// `Transfer-Encoding` is there too, before [`framing`] could refuse the pair.
+pub fn names_content_length(raw: &[u8]) -> bool {
+    raw.split(|b| *b == b'\n').any(|line| {
+        line.get(..15)
+            .is_some_and(|name| name.eq_ignore_ascii_case(b"content-length:"))
+    })
 }
 
 /// Checks every stretch of the decoded path that a route may read a model name from

@@ -1,0 +1,564 @@
+//! One request and its response, in the order of the phase chart in `proxy/mod.rs`.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{
+    ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING,
+};
+use http::{Method, StatusCode};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::v1::client::HttpSession as Upstream;
+use pingora::protocols::http::v1::server::HttpSession;
+use pingora::server::ShutdownWatch;
+use pingora::{Error, ErrorType, Result};
+use tokio::time::timeout_at;
+
+use super::request::{self, RequestBody};
+use super::upstream::{Outgoing, SendError};
+use super::{InFlight, Proxy, access, response, upgrade};
+use crate::error::{Failure, Refusal};
+use crate::identity::{Caller, TeamSource};
+use crate::rewrite::Names;
+use crate::rewrite::body::WINDOW;
+use crate::rewrite::names::Verdict;
+use crate::rewrite::path::decode_path;
+use crate::route::Family;
+
+/// Per-request state; each fact has one owner (the snapshot and the team live in
+/// `names`, the refusal only in `refusal`).
+pub(super) struct Ctx {
+    pub start: Instant,
+    pub family: Family,
+    /// A `GET /v1/models` (or `/models`) whose list is filtered for the caller.
+    pub models_list: bool,
+    pub caller: Caller,
+    /// Every name the request carries is mapped through this one record.
+    pub names: Names,
+    pub body: Option<RequestBody>,
+    /// The path and query to send upstream, when the URL names a model that maps.
+    pub uri: Option<String>,
+    /// The `x-litellm-model` values to send upstream, when one maps.
+    pub model_header: Option<Vec<String>>,
+    pub upstream_status: u16,
+    pub refusal: Option<Refusal>,
+    /// What ended the exchange early, for the access line.
+    pub error: Option<&'static str>,
+    /// The failure was modelmap's or the gateway's, not the client going away.
+    pub failed: bool,
+    _in_flight: InFlight,
+}
+
+/// How far the response got, when something failed.
+enum Stage {
+    /// Nothing of the response was sent: modelmap can still answer.
+    Before,
+    /// The response started: the connection can only be closed.
+    Started,
+}
+
+impl Proxy {
+    /// Runs one exchange on `down`, whose head has been read. Returns whether the client
+    /// connection can carry another request.
+    pub(super) async fn exchange(
+        &self,
+        down: &mut HttpSession,
+        shutdown: &ShutdownWatch,
+        in_flight: InFlight,
+    ) -> bool {
+        let mut ctx = self.decide(down, in_flight).await;
+        let reusable = match ctx.refusal.clone() {
+            Some(refusal) => self.refuse(down, &mut ctx, refusal).await,
+            None => match self.forward(down, &mut ctx, shutdown).await {
+                Ok(reusable) => reusable,
+                Err((stage, e)) => self.fail(down, &mut ctx, stage, &e).await,
+            },
+        };
+        access::record(&self.metrics, down, &ctx);
+        reusable
+    }
+
+    /// Maps and checks every place of the request the head shows: the framing, the URL,
+    /// the model header, and which body rewriter applies.
+    async fn decide(&self, down: &HttpSession, in_flight: InFlight) -> Ctx {
+        let start = Instant::now();
+        let snapshot = self.store.snapshot();
+        let req = down.req_header();
+        let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        // Routes are matched on the path as the gateway's server decodes it.
+        let path = decode_path(req.uri.path());
+        let mut caller = self
+            .identity
+            .identify(&snapshot, &req.headers, path_and_query)
+            .await;
+        let team = caller.team.take();
+        let mut names = Names::new(snapshot, team).guarded(self.limits.guard);
+        let mut framing = request::framing(req.version, &req.headers);
+        if framing.is_none()
+            && req.headers.contains_key(TRANSFER_ENCODING)
+            && request::names_content_length(&down.get_headers_raw_bytes())
+        {
+            // Pingora's session drops a Content-Length sent beside Transfer-Encoding, so
+            // only the raw head still shows the pair.
+            framing = Some("the request has both Content-Length and Transfer-Encoding");
+        }
+        let (mut uri, mut model_header, mut body) = (None, None, None);
+        if framing.is_none() {
+            request::check_url(&path, path_and_query, &mut names);
+            uri = request::rewrite_uri(path_and_query, &mut names);
+            model_header = request::map_model_header(&req.headers, &mut names);
+            body = RequestBody::for_request(req, &mut names);
+        }
+        let mut ctx = Ctx {
+            start,
+            family: Family::of(&path),
+            models_list: req.method == Method::GET && matches!(&*path, "/v1/models" | "/models"),
+            caller,
+            names,
+            body,
+            uri,
+            model_header,
+            upstream_status: 0,
+            refusal: None,
+            error: None,
+            failed: false,
+            _in_flight: in_flight,
+        };
+        ctx.refusal = if let Some(why) = framing {
+            let refusal = Refusal::Framing(why);
+            self.count_refusal(&refusal);
+            Some(refusal)
+        } else if ctx.caller.source == TeamSource::LookupFailed && self.limits.identity_fail_closed
+        {
+            Some(Refusal::IdentityUnavailable)
+        } else {
+            self.guard_refusal(&ctx)
+        };
+        ctx
+    }
+
+    /// The request's head as it goes upstream: names mapped, the trusted team header and
+    /// hop-by-hop headers removed, and an uncompressed answer asked for when it may need
+    /// restoring (the hop is loopback inside the pod, where compression buys nothing).
+    fn upstream_head(
+        &self,
+        down: &HttpSession,
+        ctx: &Ctx,
+        framing: Framing,
+    ) -> Result<Box<RequestHeader>> {
+        let mut head = Box::new(down.req_header().clone());
+        let (uri, model_header) = (ctx.uri.as_deref(), ctx.model_header.as_ref());
+        let upgrade = request::is_websocket(down.req_header());
+        for name in super::hop_by_hop(&head.headers, upgrade) {
+            head.remove_header(&name);
+        }
+        if upgrade {
+            head.insert_header(CONNECTION, "upgrade")?;
+        }
+        // Kept alive whatever the client speaks: the pool serves every client.
+        head.set_version(http::Version::HTTP_11);
+        // modelmap answers `100 Continue` itself once it decides to read the body.
+        head.remove_header(&EXPECT);
+        if let Some(name) = self.identity.trusted_header() {
+            head.remove_header(name);
+        }
+        let changed = uri.is_some() || model_header.is_some();
+        if let Some(uri) = uri {
+            let uri = uri
+                .parse::<http::Uri>()
+                .map_err(|e| Error::because(ErrorType::InternalError, "rewritten URI", e))?;
+            head.set_uri(uri);
+        }
+        if let Some(values) = model_header {
+            head.remove_header(request::MODEL_HEADER);
+            for value in values {
+                head.append_header(request::MODEL_HEADER, value.as_str())?;
+            }
+        }
+        if changed || ctx.body.is_some() || ctx.models_list {
+            head.remove_header(&ACCEPT_ENCODING);
+        }
+        match framing {
+            Framing::AsSent => {}
+            Framing::Length(len) => {
+                head.remove_header(&TRANSFER_ENCODING);
+                head.insert_header(CONTENT_LENGTH, len)?;
+            }
+            Framing::Chunked => {
+                head.remove_header(&CONTENT_LENGTH);
+                head.insert_header(TRANSFER_ENCODING, "chunked")?;
+            }
+        }
+        Ok(head)
+    }
+
+    /// Forwards the request and relays the answer; `Ok(reusable)` when both ended.
+    async fn forward(
+        &self,
+        down: &mut HttpSession,
+        ctx: &mut Ctx,
+        shutdown: &ShutdownWatch,
+    ) -> std::result::Result<bool, (Stage, Box<Error>)> {
+        let before = |e| (Stage::Before, e);
+        let upgrade = request::is_websocket(down.req_header());
+        let has_body = request::has_body(down.req_header());
+        if has_body && request::expects_continue(down.req_header()) {
+            down.write_continue_response()
+                .await
+                .map_err(|e| before(e.into_down()))?;
+        }
+        let deadline = tokio::time::Instant::from_std(ctx.start + self.limits.client_body_timeout);
+        // The body up to the whole-body window, rewritten, before anything goes upstream.
+        let mut held = Vec::new();
+        let mut done = !has_body;
+        let mut read = 0;
+        while !done && read < WINDOW {
+            let piece = read_piece(down, deadline).await.map_err(before)?;
+            read += piece.as_ref().map_or(0, Bytes::len);
+            done = piece.is_none() || down.is_body_done();
+            let out = match ctx.body.as_mut() {
+                Some(rw) => rw.feed(piece, done, &mut ctx.names),
+                None => piece.unwrap_or_default(),
+            };
+            if !out.is_empty() {
+                held.push(out);
+            }
+            if let Some(refusal) = self.guard_refusal(ctx) {
+                return Ok(self.refuse(down, ctx, refusal).await);
+            }
+        }
+        let framing = if has_body && done {
+            Framing::Length(held.iter().map(Bytes::len).sum())
+        } else if has_body && ctx.body.is_some() {
+            // The rewritten length is not known yet.
+            Framing::Chunked
+        } else {
+            Framing::AsSent
+        };
+        let outgoing = |head| Outgoing {
+            head,
+            body: &held,
+            complete: done,
+        };
+        // The client is not watched while the gateway works: a client that half-closes
+        // after its request still gets the answer; one that went away is noticed when
+        // the answer is written (and a stream's gateway connection then closes).
+        let head = self.upstream_head(down, ctx, framing).map_err(before)?;
+        let mut up = match self.gateway.send(outgoing(head)).await {
+            Ok(up) => up,
+            Err(SendError::Failed(e)) => return Err(before(e)),
+            Err(SendError::Retry) => {
+                let head = self.upstream_head(down, ctx, framing).map_err(before)?;
+                self.gateway
+                    .send_fresh(outgoing(head))
+                    .await
+                    .map_err(before)?
+            }
+        };
+        drop(held);
+        let mut complete = done;
+        if !done {
+            complete = match self.stream_body(down, &mut up, ctx, deadline).await {
+                Ok(Streamed::Done) => true,
+                Ok(Streamed::AnsweredEarly) => false,
+                Ok(Streamed::Refused(refusal)) => {
+                    // The gateway sees the connection close before the body's end: an
+                    // incomplete request it never handles.
+                    drop(up);
+                    return Ok(self.refuse(down, ctx, refusal).await);
+                }
+                Err(e) => return Err(before(e)),
+            };
+        }
+        // 1xx answers before the final one.
+        while is_interim(&up) {
+            relay_interim(down, &up).await.map_err(before)?;
+            up.read_response().await.map_err(before)?;
+        }
+        let Some(resp) = up.resp_header() else {
+            return Err(before(Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                "no response head",
+            )));
+        };
+        let mut resp = Box::new(resp.clone());
+        let status = resp.status.as_u16();
+        ctx.upstream_status = status;
+        self.metrics.upstream_response(status);
+        if status == 101 {
+            if !upgrade {
+                return Err(before(Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "101 to a request that asked for no upgrade",
+                )));
+            }
+            for name in super::hop_by_hop(&resp.headers, true) {
+                resp.remove_header(&name);
+            }
+            resp.insert_header(CONNECTION, "upgrade").map_err(before)?;
+            down.write_response_header(resp)
+                .await
+                .map_err(|e| (Stage::Started, e.into_down()))?;
+            upgrade::tunnel(down, &mut up).await;
+            return Ok(false);
+        }
+        for name in super::hop_by_hop(&resp.headers, false) {
+            resp.remove_header(&name);
+        }
+        let is_head = down.req_header().method == Method::HEAD;
+        let mut restorer =
+            response::prepare(&mut resp, is_head, ctx, &self.restore_budget).map_err(before)?;
+        let length = response::content_length(&resp);
+        let chunked = resp.headers.contains_key(TRANSFER_ENCODING);
+        if chunked && down.req_header().version < http::Version::HTTP_11 {
+            // An HTTP/1.0 client cannot read chunks: the body ends with the connection.
+            resp.remove_header(&TRANSFER_ENCODING);
+        }
+        let bodiless = is_head || matches!(status, 204 | 304);
+        let close_delimited = !bodiless
+            && length.is_none()
+            && !(chunked && down.req_header().version >= http::Version::HTTP_11);
+        if *shutdown.borrow() || close_delimited {
+            // Draining, or a body that ends with the connection: no further request.
+            down.set_server_keepalive(None);
+        }
+        down.write_response_header(resp)
+            .await
+            .map_err(|e| (Stage::Started, e.into_down()))?;
+        let started = |e| (Stage::Started, e);
+        // The gateway connection goes back to the pool before the client can see the
+        // response's end, so that the client's next request finds it there: the last
+        // piece is written after the release.
+        let last = loop {
+            match restorer.as_mut() {
+                Some(restorer) => {
+                    let piece = up.read_body_bytes().await.map_err(started)?;
+                    let end = piece.is_none() || up.is_body_done();
+                    let out = restorer.feed(piece, end);
+                    if end {
+                        break out;
+                    }
+                    if !out.is_empty() {
+                        down.write_body(&out)
+                            .await
+                            .map_err(|e| started(e.into_down()))?;
+                    }
+                }
+                None => {
+                    let before = up.body_bytes_received();
+                    match up.read_body_ref().await.map_err(started)? {
+                        // With a length, the piece that completes it is the last one.
+                        Some(piece) if length.is_some_and(|n| before + piece.len() >= n) => {
+                            break Bytes::copy_from_slice(piece);
+                        }
+                        Some(piece) => down
+                            .write_body(piece)
+                            .await
+                            .map_err(|e| started(e.into_down()))
+                            .map(drop)?,
+                        None => break Bytes::new(),
+                    }
+                }
+            }
+        };
+        if complete && up.is_body_done() {
+            self.gateway.release(up).await;
+        }
+        if !last.is_empty() {
+            down.write_body(&last)
+                .await
+                .map_err(|e| started(e.into_down()))?;
+        }
+        down.finish_body()
+            .await
+            .map_err(|e| started(e.into_down()))?;
+        Ok(complete && down.is_body_done())
+    }
+
+    /// Streams the rest of the body upstream, full duplex: if the gateway answers before
+    /// the body ends, the upload stops there and the answer is relayed.
+    async fn stream_body(
+        &self,
+        down: &mut HttpSession,
+        up: &mut Upstream,
+        ctx: &mut Ctx,
+        deadline: tokio::time::Instant,
+    ) -> Result<Streamed> {
+        loop {
+            tokio::select! {
+                biased;
+                answer = up.read_response() => {
+                    answer?;
+                    if is_interim(up) {
+                        // A 103, say: the final answer comes after the body, which goes on.
+                        relay_interim(down, up).await?;
+                        continue;
+                    }
+                    return Ok(Streamed::AnsweredEarly);
+                }
+                piece = read_piece(down, deadline) => {
+                    let piece = piece?;
+                    let end = piece.is_none() || down.is_body_done();
+                    let out = match ctx.body.as_mut() {
+                        Some(rw) => rw.feed(piece, end, &mut ctx.names),
+                        None => piece.unwrap_or_default(),
+                    };
+                    if let Some(refusal) = self.guard_refusal(ctx) {
+                        return Ok(Streamed::Refused(refusal));
+                    }
+                    let sent = async {
+                        if !out.is_empty() {
+                            up.write_body(&out).await?;
+                        }
+                        if end {
+                            up.finish_body().await?;
+                        }
+                        Ok::<_, Box<Error>>(())
+                    };
+                    if let Err(e) = sent.await {
+                        // A gateway that answered and stopped reading: its answer may be
+                        // waiting.
+                        return match up.read_response().await {
+                            Ok(_) => Ok(Streamed::AnsweredEarly),
+                            Err(_) => Err(e),
+                        };
+                    }
+                    if end {
+                        up.read_response().await?;
+                        return Ok(Streamed::Done);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a refusal. The body is read and discarded first (within the drain limit)
+    /// so the connection can be kept and closing it cannot reset the answer away; a
+    /// client waiting for `100 Continue`, or a body whose framing is in doubt, gets the
+    /// answer at once and the connection closes.
+    async fn refuse(&self, down: &mut HttpSession, ctx: &mut Ctx, refusal: Refusal) -> bool {
+        let drained =
+            !request::expects_continue(down.req_header()) && refusal.framing_trusted() && {
+                down.set_total_drain_timeout(Some(self.limits.drain_timeout));
+                down.drain_request_body().await.is_ok()
+            };
+        if !drained {
+            down.set_server_keepalive(None);
+        }
+        let sent = answer(down, refusal.status(), refusal.body()).await;
+        ctx.refusal = Some(refusal);
+        sent.is_ok() && drained
+    }
+
+    /// Answers a failure if the response has not started; the connection then closes.
+    async fn fail(&self, down: &mut HttpSession, ctx: &mut Ctx, stage: Stage, e: &Error) -> bool {
+        ctx.error = Some(e.etype().as_str());
+        let failure = Failure::from_pingora(e);
+        ctx.failed = failure.is_some() && e.esource() != &pingora::ErrorSource::Downstream;
+        match (stage, failure) {
+            (Stage::Before, Some(failure)) => {
+                tracing::warn!(error = %e, "request failed");
+                down.set_server_keepalive(None);
+                let _ = answer(down, failure.status(), failure.body(&self.upstream_url)).await;
+            }
+            _ => tracing::debug!(error = %e, "exchange ended early"),
+        }
+        false
+    }
+
+    /// The refusal the names seen so far call for, if any; counted and logged once (the
+    /// name as sent, never the key).
+    fn guard_refusal(&self, ctx: &Ctx) -> Option<Refusal> {
+        let verdict = ctx.names.verdict.clone()?;
+        let key = ctx.caller.key.map(|k| k.short()).unwrap_or_default();
+        let team = ctx.names.team().unwrap_or("-");
+        let refusal = match verdict {
+            Verdict::Denied(requested) => {
+                self.metrics.guard_rejections.inc();
+                tracing::warn!(key, team, requested = %requested, "guard: refusing another team's internal model name");
+                return Some(Refusal::OtherTeamsModel { requested });
+            }
+            Verdict::Invalid(_) => Refusal::InvalidName,
+            Verdict::Unreadable(why) => Refusal::Unreadable(why),
+        };
+        self.count_refusal(&refusal);
+        tracing::warn!(
+            key,
+            team,
+            reason = refusal.reason().unwrap_or_default(),
+            "refusing a request modelmap cannot check"
+        );
+        Some(refusal)
+    }
+
+    fn count_refusal(&self, refusal: &Refusal) {
+        if let Some(reason) = refusal.reason() {
+            self.metrics.unreadable.with_label_values(&[reason]).inc();
+        }
+    }
+}
+
+/// How the body is framed upstream.
+#[derive(Clone, Copy)]
+enum Framing {
+    /// As the client framed it (no body, or a body streamed untouched).
+    AsSent,
+    /// Whole, with its (new) length.
+    Length(usize),
+    /// Streamed through a rewriter: its length is not known yet.
+    Chunked,
+}
+
+enum Streamed {
+    Done,
+    AnsweredEarly,
+    Refused(Refusal),
+}
+
+/// The next piece of the client's body, within the body deadline (Pingora's own read
+/// timeout is per read: a client trickling one byte at a time would never hit it).
+async fn read_piece(
+    down: &mut HttpSession,
+    deadline: tokio::time::Instant,
+) -> Result<Option<Bytes>> {
+    match timeout_at(deadline, down.read_body_bytes()).await {
+        Ok(piece) => piece.map_err(|e| e.into_down()),
+        Err(_) => Error::e_explain(ErrorType::ReadTimedout, "request body deadline")
+            .map_err(|e| e.into_down()),
+    }
+}
+
+/// Whether the gateway's latest answer is an interim one (1xx), not its final one or a
+/// `101`.
+fn is_interim(up: &Upstream) -> bool {
+    up.resp_header()
+        .is_some_and(|r| r.status.is_informational() && r.status != StatusCode::SWITCHING_PROTOCOLS)
+}
+
+/// Relays the gateway's interim answer to the client: not a `100` (modelmap answers
+/// `Expect` itself), and nothing to an HTTP/1.0 client, which cannot read one (RFC 9110
+/// §15.2: it would take the 1xx for the answer).
+async fn relay_interim(down: &mut HttpSession, up: &Upstream) -> Result<()> {
+    match up.resp_header() {
+        Some(info)
+            if info.status != StatusCode::CONTINUE
+                && down.req_header().version == http::Version::HTTP_11 =>
+        {
+            down.write_response_header(Box::new(info.clone()))
+                .await
+                .map_err(|e| e.into_down())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Writes a whole JSON answer of modelmap's own.
+async fn answer(down: &mut HttpSession, status: u16, body: Bytes) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(3))?;
+    resp.insert_header(CONTENT_TYPE, "application/json")?;
+    resp.insert_header(CONTENT_LENGTH, body.len())?;
+    down.write_response_header(Box::new(resp)).await?;
+    down.write_body(&body).await?;
+    down.finish_body().await?;
+    Ok(())
+}
