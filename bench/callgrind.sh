@@ -209,4 +209,4 @@ for s in sizes:
         cells.append(f"{mm / ng:.2f}×" if ng and mm else "–")
     print("| " + " | ".join(cells) + " |")
 EOF
-log "results in $OUT"
+log "results in $OUT (dumps, for callgrind_annotate, and logs in $WORK)"

@@ -24,7 +24,7 @@
 #
 # Environment: BENCH_ROUNDS, BENCH_DURATION (s per wrk run), BENCH_CONNS (32),
 # BENCH_SIZES ("get 1k 64k 1m"; get: a GET without a body on a route with no model, the
-# cost of the hop itself), BENCH_PORT (first of 8 ports, 18080), BENCH_PROFILE
+# cost of the hop itself), BENCH_PORT (first of 12 ports, 18080), BENCH_PROFILE
 # (release; debug in smoke mode, which reuses what `cargo test` built),
 # BENCH_EXTRA_HOPS ("modelmap-nolog": modelmap with the access log filtered out),
 # BENCH_IDLE_CONNS (idle connections per server; 0 skips that step),
