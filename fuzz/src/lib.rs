@@ -18,7 +18,7 @@ use modelmap::rewrite::body::WINDOW;
 use modelmap::rewrite::multipart::MultipartRewriter;
 use modelmap::rewrite::path::rewrite;
 use modelmap::rewrite::restore::{Pairs, Restorer, StreamRestorer};
-use modelmap::rewrite::{BodyRewriter, Names};
+use modelmap::rewrite::{BodyRewriter, Names, Place};
 use serde_json::Value;
 
 const MAPPING: &str = r#"
@@ -259,13 +259,13 @@ pub fn target_url_path(data: &[u8]) {
         return;
     };
     assert_eq!(
-        rewrite(uri, &mut |_, _| None),
+        rewrite(uri, &mut |_: Place, _: &str| None),
         None,
         "nothing mapped: nothing changes"
     );
-    if let Some(new) = rewrite(uri, &mut |_, name| Some(format!("{name}-X"))) {
+    if let Some(new) = rewrite(uri, &mut |_: Place, name: &str| Some(format!("{name}-X"))) {
         // Mapping back (strip the marker) must give a URL that maps the same way again.
-        let back = rewrite(&new, &mut |_, name| {
+        let back = rewrite(&new, &mut |_: Place, name: &str| {
             name.strip_suffix("-X").map(str::to_string)
         });
         assert!(

@@ -4,10 +4,10 @@
 //! Starlette parses them), the `x-litellm-model` header, and the body by the parser
 //! LiteLLM picks for its content type: a form for exactly
 //! `application/x-www-form-urlencoded` and `multipart/form-data`, JSON for every other
-//! type (`multipart/mixed` and `text/plain` included). Everything here shares the
-//! request's one [`Names`], so every place is mapped and checked from the same snapshot
-//! for the same caller; what cannot be read is recorded there for the guard. The
-//! request-side twin of `response.rs`.
+//! type (`multipart/mixed` and `text/plain` included). Every place goes through the
+//! request's one [`NameMapper`] (in the proxy, its `Names`), so every place is mapped and
+//! checked from the same snapshot for the same caller; what cannot be read is reported
+//! there for the guard. The request-side twin of `response.rs`.
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -17,11 +17,10 @@ use pingora::http::RequestHeader;
 use crate::rewrite::concat;
 use crate::rewrite::form::FormRewriter;
 use crate::rewrite::multipart::{self, MultipartRewriter};
-use crate::rewrite::names::Place;
-use crate::rewrite::path::{self, UrlPlace};
+use crate::rewrite::path;
 use crate::rewrite::py;
 use crate::rewrite::unreadable::Unreadable;
-use crate::rewrite::{BodyRewriter, Names};
+use crate::rewrite::{BodyRewriter, NameMapper, Place};
 
 /// The request header LiteLLM reads a model from (files, batches and other
 /// model-routed resources: `MODEL_ROUTING_HEADER_NAME`).
@@ -56,8 +55,8 @@ enum Rewriter {
 
 impl RequestBody {
     /// The rewriter a request's body needs, if it has a body that may carry names and
-    /// that modelmap can read; what it cannot read is recorded in `names`.
-    pub fn for_request(req: &RequestHeader, names: &mut Names) -> Option<RequestBody> {
+    /// that modelmap can read; what it cannot read is reported to `names`.
+    pub fn for_request(req: &RequestHeader, names: &mut impl NameMapper) -> Option<RequestBody> {
         let headers = &req.headers;
         if !has_body(req) {
             return None;
@@ -118,7 +117,7 @@ impl RequestBody {
 
     /// Consumes one piece of the body; returns what to send upstream now (possibly
     /// empty): see [`BATCH`] for when gathered pieces go on.
-    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool, names: &mut Names) -> Bytes {
+    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool, names: &mut impl NameMapper) -> Bytes {
         let drained = chunk.as_ref().is_none_or(|c| c.len() < READ_PIECE);
         let out = match &mut self.rewriter {
             Rewriter::Json(rw) => rw.feed(chunk, end, names),
@@ -239,8 +238,8 @@ pub fn names_content_length(raw: &[u8]) -> bool {
 
 /// Checks every stretch of the decoded path that a route may read a model name from
 /// (see [`path::segment_runs`]) and bounds the URL's size for that.
-pub fn check_url(decoded_path: &str, path_and_query: &str, names: &mut Names) {
-    if !names.guard() {
+pub fn check_url(decoded_path: &str, path_and_query: &str, names: &mut impl NameMapper) {
+    if !names.checks() {
         // Nothing here maps a name: these are the guard's checks alone.
         return;
     }
@@ -252,7 +251,7 @@ pub fn check_url(decoded_path: &str, path_and_query: &str, names: &mut Names) {
     }
     // `/v1/files/{file_id}`, `/v1/batches/{batch_id}`: managed ids carry model names.
     for segment in decoded_path.split('/').filter(|s| s.len() > 8) {
-        names.check_resource_id(segment);
+        names.check_at(Place::Id, segment);
     }
     let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
     if !query.is_ascii() || path::query_params(path_and_query) > path::MAX_PARAMS {
@@ -261,19 +260,12 @@ pub fn check_url(decoded_path: &str, path_and_query: &str, names: &mut Names) {
 }
 
 /// The request's path and query with its model names mapped, if any maps.
-pub fn rewrite_uri(path_and_query: &str, names: &mut Names) -> Option<String> {
-    path::rewrite(path_and_query, &mut |place, name| {
-        let place = match place {
-            UrlPlace::Path => Place::Path,
-            UrlPlace::Query => Place::Query,
-            UrlPlace::Target => Place::Target,
-        };
-        names.map_at(place, name)
-    })
+pub fn rewrite_uri(path_and_query: &str, names: &mut impl NameMapper) -> Option<String> {
+    path::rewrite(path_and_query, names)
 }
 
 /// Every value of the `x-litellm-model` header, mapped; `None` when none changes.
-pub fn map_model_header(headers: &HeaderMap, names: &mut Names) -> Option<Vec<String>> {
+pub fn map_model_header(headers: &HeaderMap, names: &mut impl NameMapper) -> Option<Vec<String>> {
     let mut changed = false;
     let values: Vec<String> = headers
         .get_all(MODEL_HEADER)

@@ -13,7 +13,8 @@
 use bytes::Bytes;
 
 use super::concat;
-use super::json::{JsonRewriter, NameMapper};
+use super::json::JsonRewriter;
+use super::names::NameMapper;
 
 /// Bytes held back at the start of a body while it is validated.
 pub const WINDOW: usize = 64 * 1024;

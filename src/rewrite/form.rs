@@ -3,8 +3,9 @@
 //! LiteLLM parses such a body as a form (Starlette's `FormParser` over python-multipart's
 //! `QuerystringParser`): fields are split on `&` only, name and value at the first `=`,
 //! each turned into text as Latin-1 and then `unquote_plus`ed (so `mod%65l` is `model`
-//! and `%XX` runs decode as UTF-8). The `model` field (and `target_model_names`) is
-//! mapped and checked like a JSON body's; a repeated field is mapped every time (the
+//! and `%XX` runs decode as UTF-8). The `model` field ([`Place::Form`]) and
+//! `target_model_names` ([`Place::Target`]) go to the [`NameMapper`] like a JSON body's,
+//! managed ids ([`Place::Id`]) to be checked; a repeated field is mapped every time (the
 //! gateway keeps the last). Everything else streams through untouched.
 //!
 //! Only the current field's name (while it could still decode to a model field) and a
@@ -13,7 +14,7 @@
 use bytes::Bytes;
 
 use super::json::MAX_NAME_LEN;
-use super::names::{Names, Place};
+use super::names::{NameMapper, Place};
 use super::py;
 use super::resource_id::ID_FIELDS;
 use super::unreadable::Unreadable;
@@ -27,7 +28,7 @@ enum State {
     /// Reading a field name (held in `pending`).
     Key,
     /// Reading a model or id field's value (held in `pending`, after its name and `=`).
-    Value(FieldKind),
+    Value(Place),
     /// Inside a field that names no model: bytes pass until the next `&`.
     Pass,
 }
@@ -46,27 +47,19 @@ impl Default for FormRewriter {
     }
 }
 
-/// What a form field's (decoded) name says about its value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum FieldKind {
-    /// Model names, mapped and checked at this place.
-    Names(Place),
-    /// A managed file or batch id: checked, never changed.
-    Id,
-}
-
-/// The kind of a form field the gateway reads models from, by its decoded name.
-pub(super) fn field_kind(name: &str) -> Option<FieldKind> {
+/// Where the value of a form field the gateway reads models (or a managed id) from is,
+/// by the field's decoded name.
+pub(super) fn field_place(name: &str) -> Option<Place> {
     match name {
-        "model" => Some(FieldKind::Names(Place::Form)),
-        "target_model_names" => Some(FieldKind::Names(Place::Target)),
-        n if ID_FIELDS.contains(&n) => Some(FieldKind::Id),
+        "model" => Some(Place::Form),
+        "target_model_names" => Some(Place::Target),
+        n if ID_FIELDS.contains(&n) => Some(Place::Id),
         _ => None,
     }
 }
 
-fn field_place(raw_key: &[u8]) -> Option<FieldKind> {
-    field_kind(&py::unquote(&py::latin1(raw_key), true))
+fn raw_field_place(raw_key: &[u8]) -> Option<Place> {
+    field_place(&py::unquote(&py::latin1(raw_key), true))
 }
 
 fn encode(s: &str) -> Vec<u8> {
@@ -91,7 +84,7 @@ impl FormRewriter {
     }
 
     /// Consumes one piece of the body; returns what to send upstream now.
-    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool, names: &mut Names) -> Bytes {
+    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool, names: &mut impl NameMapper) -> Bytes {
         let chunk = chunk.unwrap_or_default();
         let mut out: Vec<u8> = Vec::with_capacity(chunk.len() + self.pending.len());
         let mut i = 0;
@@ -128,7 +121,7 @@ impl FormRewriter {
                             i = at + 1;
                         }
                         Some(at) => {
-                            match field_place(&self.pending) {
+                            match raw_field_place(&self.pending) {
                                 Some(place) => {
                                     self.pending.push(b'=');
                                     self.key_len = self.pending.len();
@@ -176,15 +169,9 @@ impl FormRewriter {
     }
 
     /// A model field's value is complete: map it and emit the field.
-    fn finish_value(&mut self, kind: FieldKind, names: &mut Names, out: &mut Vec<u8>) {
+    fn finish_value(&mut self, place: Place, names: &mut impl NameMapper, out: &mut Vec<u8>) {
         let value = py::unquote(&py::latin1(&self.pending[self.key_len..]), true);
-        let mapped = match kind {
-            FieldKind::Names(place) => names.map_at(place, &value),
-            FieldKind::Id => {
-                names.check_resource_id(&value);
-                None
-            }
-        };
+        let mapped = names.map_at(place, &value).filter(|_| place.replaceable());
         match mapped {
             Some(new) => {
                 out.extend_from_slice(&self.pending[..self.key_len]);
@@ -203,7 +190,7 @@ mod tests {
 
     use super::*;
     use crate::mapping::Mapping;
-    use crate::rewrite::names::Verdict;
+    use crate::rewrite::names::{Names, Verdict};
 
     fn names(team: Option<&str>) -> Names {
         let m = Mapping::parse(

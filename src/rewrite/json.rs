@@ -8,6 +8,8 @@
 //! (realtime and evals routes route on them), and inside the top-level `fallbacks` and
 //! `context_window_fallbacks` arrays each string element and the `model` of each object
 //! element. A `model` key anywhere else (inside messages, tools, …) is never touched.
+//! Each candidate goes to the [`NameMapper`] with the [`Place`] the [`Profile`] says it
+//! is at; a managed id (`file_id`, …, at [`Place::Id`]) is shown, never replaced.
 //!
 //! Memory is bounded whatever the body size: the only bytes held back are those of a
 //! candidate value (at most [`MAX_NAME_LEN`]), a key being classified, and a nesting
@@ -22,6 +24,7 @@
 use bytes::Bytes;
 
 use super::concat;
+use super::names::{NameMapper, Place};
 use super::resource_id::ID_FIELDS;
 use super::scalar::Scalar;
 use super::scan::string_end;
@@ -35,51 +38,25 @@ pub const MAX_DEPTH: usize = 4096;
 /// Longest raw key that can be one of the keys we look for (escapes included).
 const MAX_KEY_LEN: usize = 160;
 
-/// Which kind of value a candidate string is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    /// The top-level `model` (may be a comma-separated list).
-    Model,
-    /// A name inside `fallbacks` or `context_window_fallbacks`.
-    Fallback,
-    /// `target_model_names`, `session.model`, `completion.model`: names the gateway
-    /// authorizes and routes on that are not the response's model.
-    Target,
-    /// A managed file or batch id (`file_id`, `input_file_id`, …) that may carry model
-    /// names inside (see `resource_id`): shown to the mapper, never replaced.
-    ResourceId,
-}
-
-/// Decides the new value of each model name the scanner finds.
-pub trait NameMapper {
-    /// Returns the replacement for `name`, or `None` to keep the original bytes.
-    fn map(&mut self, field: Field, name: &str) -> Option<String>;
-
-    /// A value that may name a model could not be read (a limit, an undecodable string).
-    fn unreadable(&mut self, _why: Unreadable) {}
-}
-
 impl Default for JsonRewriter {
     fn default() -> Self {
         JsonRewriter::new()
     }
 }
 
-impl<F: FnMut(Field, &str) -> Option<String>> NameMapper for F {
-    fn map(&mut self, field: Field, name: &str) -> Option<String> {
-        self(field, name)
-    }
-}
-
 /// Which fields are candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
-    /// Requests: `model`, and the names in `fallbacks` / `context_window_fallbacks`.
+    /// Requests: `model` ([`Place::Body`]), the names in `fallbacks` /
+    /// `context_window_fallbacks` ([`Place::Fallback`]), `target_model_names`,
+    /// `session.model`, `completion.model` ([`Place::Target`]) and managed ids
+    /// ([`Place::Id`]).
     Request,
     /// Responses and stream events: `model`, `message.model` (Anthropic
-    /// `message_start`) and `response.model` (Responses API events).
+    /// `message_start`) and `response.model` (Responses API events), all at
+    /// [`Place::Body`].
     Response,
-    /// A line of a batch input file: `body.model` only.
+    /// A line of a batch input file: `body.model` only, at [`Place::Batch`].
     BatchLine,
 }
 
@@ -94,10 +71,10 @@ enum Role {
     /// The object whose `model` is a candidate: `message` / `response` of a response
     /// event, `body` of a batch line.
     Wrapper,
-    /// `session` / `completion` of a request: its `model` is a [`Field::Target`].
+    /// `session` / `completion` of a request: its `model` is at [`Place::Target`].
     TargetWrapper,
     /// An array of names: the top-level `model` or `target_model_names` as a list.
-    NameList(Field),
+    NameList(Place),
     /// `router_settings_override`: its fallback fields are read like the top level's.
     Override,
     /// Any other array in a fallback object (LiteLLM's `{group: [names…]}` form): its
@@ -168,8 +145,8 @@ pub struct JsonRewriter {
     /// Raw bytes of the key being read, when it needs classifying.
     key_buf: Vec<u8>,
     collect_key: bool,
-    /// Field of the candidate being held.
-    field: Field,
+    /// Where the candidate being held was found.
+    place: Place,
     /// Raw bytes (quotes included) of a candidate that began in an earlier chunk.
     held: Vec<u8>,
     rewrites: usize,
@@ -252,7 +229,7 @@ impl JsonRewriter {
             key: KeyClass::Other,
             key_buf: Vec::new(),
             collect_key: false,
-            field: Field::Model,
+            place: Place::Body,
             held: Vec::new(),
             rewrites: 0,
             keep_length: false,
@@ -493,19 +470,19 @@ impl JsonRewriter {
     }
 
     /// What a value in the current slot is, given the enclosing frame and key.
-    fn slot(&self) -> (Option<Field>, Role) {
+    fn slot(&self) -> (Option<Place>, Role) {
         let profile = self.profile;
         let batch = profile == Profile::BatchLine;
         match (self.top().map(|f| f.role), self.key) {
-            (Some(Role::Wrapper), KeyClass::Model) => (Some(Field::Model), Role::Plain),
-            (Some(Role::TargetWrapper), KeyClass::Model) => (Some(Field::Target), Role::Plain),
-            (Some(Role::NameList(field)), _) => (Some(field), Role::Plain),
+            (Some(Role::Wrapper), KeyClass::Model) => (Some(self.model_place()), Role::Plain),
+            (Some(Role::TargetWrapper), KeyClass::Model) => (Some(Place::Target), Role::Plain),
+            (Some(Role::NameList(place)), _) => (Some(place), Role::Plain),
             (Some(Role::Top), KeyClass::Model) if profile == Profile::Request => {
-                (Some(Field::Model), Role::NameList(Field::Model))
+                (Some(Place::Body), Role::NameList(Place::Body))
             }
-            (Some(Role::Top), KeyClass::Model) if !batch => (Some(Field::Model), Role::Plain),
+            (Some(Role::Top), KeyClass::Model) if !batch => (Some(Place::Body), Role::Plain),
             (Some(Role::Top), KeyClass::Target) if profile == Profile::Request => {
-                (Some(Field::Target), Role::NameList(Field::Target))
+                (Some(Place::Target), Role::NameList(Place::Target))
             }
             (Some(Role::Top), KeyClass::Nested) if profile == Profile::Request => {
                 (None, Role::TargetWrapper)
@@ -517,15 +494,15 @@ impl JsonRewriter {
                 (None, Role::Wrapper)
             }
             (Some(Role::Top), KeyClass::Body) if batch => (None, Role::Wrapper),
-            (Some(Role::FallbackList), _) => (Some(Field::Fallback), Role::FallbackObject),
-            (Some(Role::FallbackObject), KeyClass::Model) => (Some(Field::Fallback), Role::Plain),
+            (Some(Role::FallbackList), _) => (Some(Place::Fallback), Role::FallbackObject),
+            (Some(Role::FallbackObject), KeyClass::Model) => (Some(Place::Fallback), Role::Plain),
             // LiteLLM also reads an object's own fallback fields, and `{group: [names…]}`
             // objects.
             (Some(Role::FallbackObject), KeyClass::FallbackList) => (None, Role::FallbackList),
             (Some(Role::FallbackObject), _) => (None, Role::GroupList),
-            (Some(Role::GroupList), _) => (Some(Field::Fallback), Role::Plain),
+            (Some(Role::GroupList), _) => (Some(Place::Fallback), Role::Plain),
             (Some(Role::Top), KeyClass::ResourceId) if profile == Profile::Request => {
-                (Some(Field::ResourceId), Role::Plain)
+                (Some(Place::Id), Role::Plain)
             }
             (Some(Role::Top), KeyClass::Override) if profile == Profile::Request => {
                 (None, Role::Override)
@@ -535,13 +512,22 @@ impl JsonRewriter {
         }
     }
 
+    /// Where a `model` the profile reads is found: a batch line's is a batch name.
+    fn model_place(&self) -> Place {
+        if self.profile == Profile::BatchLine {
+            Place::Batch
+        } else {
+            Place::Body
+        }
+    }
+
     fn begin_value(&mut self, b: u8, i: usize) -> Option<usize> {
-        let (field, child) = self.slot();
+        let (place, child) = self.slot();
         match b {
             b'"' => {
-                let held = field.is_some();
-                if let Some(f) = field {
-                    self.field = f;
+                let held = place.is_some();
+                if let Some(p) = place {
+                    self.place = p;
                 }
                 self.state = State::InString {
                     escaped: false,
@@ -635,10 +621,10 @@ impl JsonRewriter {
             }
             name
         };
-        let field = self.field;
+        let place = self.place;
         let replacement = decoded
-            .and_then(|name| mapper.map(field, &name))
-            .filter(|_| field != Field::ResourceId)
+            .and_then(|name| mapper.map_at(place, &name))
+            .filter(|_| place.replaceable())
             .and_then(|new| serde_json::to_vec(&new).ok())
             .and_then(|mut new| {
                 if self.keep_length {

@@ -1,5 +1,9 @@
 //! Byte-level rewriting of model names, free of any proxy machinery so it can be tested
 //! (and fuzzed) on its own.
+//!
+//! Every rewriter here (JSON, forms, multipart, URLs, response restoring) finds values
+//! and asks one interface, [`NameMapper`], what each value found at a [`Place`] becomes;
+//! [`Names`] is the request's implementation, `restore::Pairs` the response's.
 
 pub mod body;
 pub mod budget;
@@ -18,8 +22,8 @@ pub mod unreadable;
 use bytes::{Bytes, BytesMut};
 
 pub use body::BodyRewriter;
-pub use json::{Field, JsonRewriter, NameMapper, Profile};
-pub use names::Names;
+pub use json::{JsonRewriter, Profile};
+pub use names::{NameMapper, Names, Place};
 
 /// Joins output pieces, draining `parts` (its capacity is kept for reuse): no copy for
 /// zero or one non-empty piece, one exact allocation otherwise.

@@ -1,16 +1,17 @@
 //! Streaming rewrite of `multipart/form-data` request bodies.
 //!
 //! The `model` field of a form (audio transcriptions, image edits, any multipart
-//! request) is mapped like a JSON body's `model`, and `target_model_names` like its
-//! namesake. Parts are read as Starlette reads them (python-multipart): the boundary and
-//! the part's `Content-Disposition` parameters by `parse_options_header` (quotes,
-//! escapes, `;` inside quotes, the last of repeated parameters), the last of repeated
+//! request) goes to the [`NameMapper`] at [`Place::Form`], `target_model_names` at
+//! [`Place::Target`], managed ids at [`Place::Id`] (checked, never replaced). Parts are
+//! read as Starlette reads them (python-multipart): the boundary and the part's
+//! `Content-Disposition` parameters by `parse_options_header` (quotes, escapes, `;`
+//! inside quotes, the last of repeated parameters), the last of repeated
 //! `Content-Disposition` headers, a part with a `filename` as a file, names and values
 //! decoded as UTF-8 and, where that fails, as Latin-1. A form whose `charset` is not
 //! UTF-8, or whose boundary or part headers modelmap cannot follow, is unreadable: the
-//! guard refuses it. On file uploads (`/v1/files`), every
-//! file part is read as JSONL and each line's `body.model` is mapped (batch input files;
-//! lines of other files have no `body.model` and pass unchanged), line by line.
+//! guard refuses it. On file uploads (`/v1/files`), every file part is read as JSONL and
+//! each line's `body.model` goes to the same mapper at [`Place::Batch`] (batch input
+//! files; lines of other files have no `body.model` and pass unchanged), line by line.
 //!
 //! File parts are never held: content streams through as it arrives, except the few
 //! bytes at the end of a chunk that could be the start of the next boundary. Only a
@@ -23,9 +24,9 @@ use bytes::{Bytes, BytesMut};
 use memchr::memmem;
 
 use super::concat;
-use super::form::{FieldKind, field_kind};
+use super::form::field_place;
 use super::json::{JsonRewriter, MAX_NAME_LEN, Profile};
-use super::names::{Names, Place};
+use super::names::{NameMapper, Place};
 use super::py;
 use super::unreadable::Unreadable;
 
@@ -52,8 +53,8 @@ enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
     Plain,
-    /// A field the gateway reads model names (or a managed id) from.
-    Model(FieldKind),
+    /// A field the gateway reads model names (or a managed id) from, and where.
+    Model(Place),
     Batch,
 }
 
@@ -168,7 +169,7 @@ impl MultipartRewriter {
     }
 
     /// Consumes one piece of the body; returns what to send upstream now.
-    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool, names: &mut Names) -> Bytes {
+    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool, names: &mut impl NameMapper) -> Bytes {
         let chunk = chunk.unwrap_or_default();
         let data = if self.carry.is_empty() {
             chunk
@@ -228,8 +229,8 @@ impl MultipartRewriter {
                     match block_end {
                         Some(i) => {
                             let (name, file) = disposition(&rest[..i]);
-                            self.part = match (name.as_deref().and_then(field_kind), file) {
-                                (Some(kind), false) => Part::Model(kind),
+                            self.part = match (name.as_deref().and_then(field_place), file) {
+                                (Some(place), false) => Part::Model(place),
                                 (_, true) if self.batch_files => Part::Batch,
                                 _ => Part::Plain,
                             };
@@ -300,20 +301,16 @@ impl MultipartRewriter {
         from: usize,
         to: usize,
         complete: bool,
-        names: &mut Names,
+        names: &mut impl NameMapper,
         out: &mut Vec<Bytes>,
     ) {
         match self.part {
             Part::Plain => out.push(data.slice(from..to)),
-            Part::Model(kind) => {
+            Part::Model(place) => {
                 let raw = &data[from..to];
-                let mapped = match kind {
-                    FieldKind::Names(place) => names.map_at(place, &form_text(raw)),
-                    FieldKind::Id => {
-                        names.check_resource_id(&form_text(raw));
-                        None
-                    }
-                };
+                let mapped = names
+                    .map_at(place, &form_text(raw))
+                    .filter(|_| place.replaceable());
                 match mapped {
                     Some(new) => out.push(Bytes::from(new)),
                     None => out.push(data.slice(from..to)),
@@ -324,10 +321,7 @@ impl MultipartRewriter {
                 while at < to {
                     let nl = memchr::memchr(b'\n', &data[at..to]).map(|i| at + i + 1);
                     let stop = nl.unwrap_or(to);
-                    out.push(
-                        self.line
-                            .feed(&data.slice(at..stop), &mut names.at(Place::Batch)),
-                    );
+                    out.push(self.line.feed(&data.slice(at..stop), names));
                     if nl.is_some() {
                         out.push(self.line.finish());
                         self.line = JsonRewriter::with_profile(Profile::BatchLine);

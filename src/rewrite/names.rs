@@ -1,21 +1,30 @@
-//! Applying a [`Mapping`] to the names found in a request, and remembering what changed.
+//! Model names found at places in a request, the one interface every rewriter maps them
+//! through, and its implementation for a request.
 //!
-//! One `Names` serves every place a request names a model (body, path, query, form
-//! field, batch lines), so all of them are mapped from the same snapshot for the same
-//! caller and stay consistent. The requested and sent names of the request's own model
-//! are kept so responses can be restored from them (several names may map to one
-//! target, so an inverted map could not tell which one the caller used).
+//! Every rewriter (JSON bodies and batch lines, URL-encoded and multipart forms, URLs,
+//! the model header, response restoring) finds values and hands each to a
+//! [`NameMapper`] with the [`Place`] it was found at; the mapper decides the new value
+//! and records what it saw. The rewriters only find and write back: what a name maps to,
+//! whether it is allowed, and what to remember for the response are the mapper's. A
+//! value at [`Place::Id`] (a managed file or batch id) is shown to the mapper to check
+//! and is never replaced, whatever the mapper answers.
+//!
+//! One [`Names`] serves every place of a request, so all of them are mapped from the
+//! same snapshot for the same caller and stay consistent. The requested and sent names
+//! of the request's own model are kept so responses can be restored from them (several
+//! names may map to one target, so an inverted map could not tell which one the caller
+//! used).
 //!
 //! With the guard on, each requested name (every part of a comma-separated `model`,
-//! every fallback, and names in URLs, forms and batch lines) is checked before it is mapped: a name that the mapping lists as an
-//! internal name (a target) of a team other than the caller's, or of any team when the
-//! caller has none, is recorded in [`Names::denied`]. Deciding what to do about it is the
-//! proxy's job; the check itself is pure. Names reached through a global alias are the
-//! operator's choice and are not checked.
+//! every fallback, and names in URLs, forms and batch lines) is checked before it is
+//! mapped: a name that the mapping lists as an internal name (a target) of a team other
+//! than the caller's, or of any team when the caller has none, is recorded in
+//! [`Names::verdict`]. Deciding what to do about it is the proxy's job; the check itself
+//! is pure. Names reached through a global alias are the operator's choice and are not
+//! checked.
 
 use std::sync::Arc;
 
-use super::json::{Field, NameMapper};
 use super::py;
 use super::unreadable::Unreadable;
 use crate::mapping::Mapping;
@@ -44,6 +53,10 @@ pub enum Place {
     /// `target_model_names` (body, form or query), `session.model`, `completion.model`:
     /// names the gateway authorizes on that are not the response's model.
     Target,
+    /// A managed file or batch id (`file_id`, `input_file_id`, … in a body or form, or a
+    /// path segment) that may carry model names inside (see `resource_id`): checked,
+    /// never replaced.
+    Id,
 }
 
 impl Place {
@@ -57,7 +70,13 @@ impl Place {
             Place::Batch => "batch",
             Place::Header => "header",
             Place::Target => "target",
+            Place::Id => "id",
         }
+    }
+
+    /// Whether a value found here may be replaced: every place but [`Place::Id`].
+    pub fn replaceable(self) -> bool {
+        self != Place::Id
     }
 
     /// Whether the name is the model the response will be about.
@@ -71,6 +90,43 @@ impl Place {
     /// Whether the gateway reads the value as a comma-separated list of models.
     fn is_list(self) -> bool {
         !matches!(self, Place::Fallback | Place::Batch)
+    }
+}
+
+/// Decides the new value of each model name a rewriter finds, and sees what the guard
+/// needs to see. Every rewriter takes its mapper as `&mut impl NameMapper` (the JSON
+/// scanner is hot: no dynamic dispatch), so [`Names`], the response's restore pairs
+/// and a test's closure all go through the same calls.
+pub trait NameMapper {
+    /// The replacement for `name` found at `place`, or `None` to keep the original
+    /// bytes. At [`Place::Id`] the value is a managed id: the mapper may check the
+    /// names it carries, and rewriters never replace it.
+    fn map_at(&mut self, place: Place, name: &str) -> Option<String>;
+
+    /// A value the gateway may read a model name from at `place` that is not mapped
+    /// (stretches of a path that no route maps but some lookup may read, managed ids in
+    /// a path): checked only.
+    fn check_at(&mut self, _place: Place, _name: &str) {}
+
+    /// A part of the request that may name a model could not be read as the gateway
+    /// reads it (a limit, an encoding, an undecodable string).
+    fn unreadable(&mut self, _why: Unreadable) {}
+
+    /// Whether [`NameMapper::check_at`] can have any effect (for [`Names`], whether the
+    /// guard is on): a caller may skip finding values that would only be checked.
+    fn checks(&self) -> bool {
+        true
+    }
+}
+
+/// A closure maps names (tests, fuzz oracles); it checks nothing.
+impl<F: FnMut(Place, &str) -> Option<String>> NameMapper for F {
+    fn map_at(&mut self, place: Place, name: &str) -> Option<String> {
+        self(place, name)
+    }
+
+    fn checks(&self) -> bool {
+        false
     }
 }
 
@@ -138,19 +194,6 @@ impl Names {
         self
     }
 
-    pub fn guard(&self) -> bool {
-        self.guard
-    }
-
-    /// Records that a part of the request that may carry a model name cannot be read as
-    /// the gateway reads it. Only the guard refuses for that; without it the request
-    /// passes as it is.
-    pub fn unreadable(&mut self, why: Unreadable) {
-        if self.guard && self.verdict.is_none() {
-            self.verdict = Some(Verdict::Unreadable(why));
-        }
-    }
-
     /// Checks every way the gateway may read `name`: whole, stripped, and (at list
     /// places) each entry of the comma list, stripped as Python strips. A superset of
     /// what any one lookup reads, so no reading of it escapes the check.
@@ -184,14 +227,8 @@ impl Names {
         }
     }
 
-    /// Checks a name the gateway may read at `place` without mapping it (stretches of a
-    /// path that no route maps, but that some lookup may read).
-    pub fn check_at(&mut self, place: Place, name: &str) {
-        self.check_owner(place, name);
-    }
-
     /// Checks the model names a managed file or batch id carries (see `resource_id`).
-    pub fn check_resource_id(&mut self, id: &str) {
+    fn check_resource_id(&mut self, id: &str) {
         if self.guard && self.verdict.is_none() {
             for name in super::resource_id::models(id) {
                 self.check_owner(Place::Target, &name);
@@ -240,7 +277,7 @@ impl Names {
     /// Maps a model name found at `place`. At list places the value may name several
     /// models separated by commas; each is mapped (after Python's `strip()`, as the
     /// gateway reads it) and the caller's spacing kept.
-    pub fn map_at(&mut self, place: Place, name: &str) -> Option<String> {
+    fn map_name(&mut self, place: Place, name: &str) -> Option<String> {
         self.check(place, name);
         if !place.is_list() {
             return self.map_one(place, name);
@@ -279,11 +316,6 @@ impl Names {
         }
         new
     }
-
-    /// A mapper that files every `model` the scanner finds under `place`.
-    pub fn at(&mut self, place: Place) -> At<'_> {
-        At { names: self, place }
-    }
 }
 
 /// Whether `name` can become a response header value on the gateway: uvicorn's HTTP
@@ -296,36 +328,32 @@ fn travels(name: &str) -> bool {
 }
 
 impl NameMapper for Names {
-    fn map(&mut self, field: Field, name: &str) -> Option<String> {
-        match field {
-            Field::Model => self.map_at(Place::Body, name),
-            Field::Fallback => self.map_at(Place::Fallback, name),
-            Field::Target => self.map_at(Place::Target, name),
-            Field::ResourceId => {
-                self.check_resource_id(name);
-                None
-            }
+    fn map_at(&mut self, place: Place, name: &str) -> Option<String> {
+        if place == Place::Id {
+            self.check_resource_id(name);
+            return None;
+        }
+        self.map_name(place, name)
+    }
+
+    /// Checks without mapping; only the guard checks, so with it off this does nothing.
+    fn check_at(&mut self, place: Place, name: &str) {
+        match place {
+            Place::Id => self.check_resource_id(name),
+            _ => self.check_owner(place, name),
         }
     }
 
+    /// Only the guard refuses for an unreadable part; without it the request passes as
+    /// it is.
     fn unreadable(&mut self, why: Unreadable) {
-        Names::unreadable(self, why);
-    }
-}
-
-/// [`Names`] seen through one place (batch lines: their `body.model` is a batch name).
-pub struct At<'a> {
-    names: &'a mut Names,
-    place: Place,
-}
-
-impl NameMapper for At<'_> {
-    fn map(&mut self, _field: Field, name: &str) -> Option<String> {
-        self.names.map_at(self.place, name)
+        if self.guard && self.verdict.is_none() {
+            self.verdict = Some(Verdict::Unreadable(why));
+        }
     }
 
-    fn unreadable(&mut self, why: Unreadable) {
-        self.names.unreadable(why);
+    fn checks(&self) -> bool {
+        self.guard
     }
 }
 
@@ -353,7 +381,7 @@ mod tests {
     fn comma_lists_map_each_name_and_keep_spacing() {
         let mut n = names(Some("t"));
         assert_eq!(
-            n.map(Field::Model, "a, c-1 ,zzz").as_deref(),
+            n.map_at(Place::Body, "a, c-1 ,zzz").as_deref(),
             Some("A-internal, C-internal ,zzz")
         );
         assert_eq!(n.count, 2);
@@ -371,18 +399,15 @@ mod tests {
     #[test]
     fn unmapped_fallbacks_and_batch_lines() {
         let mut n = names(None);
-        assert_eq!(n.map(Field::Model, "a"), None, "team rules need a team");
-        assert_eq!(n.map(Field::Fallback, "x").as_deref(), Some("a"));
+        assert_eq!(n.map_at(Place::Body, "a"), None, "team rules need a team");
+        assert_eq!(n.map_at(Place::Fallback, "x").as_deref(), Some("a"));
         assert_eq!(
-            n.map(Field::Fallback, "a,x"),
+            n.map_at(Place::Fallback, "a,x"),
             None,
             "fallback entries are single names"
         );
         assert_eq!(n.model, Some(("a".into(), "a".into())));
-        assert_eq!(
-            n.at(Place::Batch).map(Field::Model, "x").as_deref(),
-            Some("a")
-        );
+        assert_eq!(n.map_at(Place::Batch, "x").as_deref(), Some("a"));
         assert!(
             n.restores.is_empty(),
             "fallbacks and batch lines are not the response's model"
@@ -405,9 +430,9 @@ mod tests {
             |team: Option<&str>| Names::new(m.clone(), team.map(str::to_string)).guarded(true);
 
         let mut n = guarded(Some("t"));
-        n.map(Field::Model, "A-internal");
-        n.map(Field::Model, "a");
-        n.map(Field::Model, "x");
+        n.map_at(Place::Body, "A-internal");
+        n.map_at(Place::Body, "a");
+        n.map_at(Place::Body, "x");
         assert_eq!(
             denied(&n),
             None,
@@ -415,15 +440,15 @@ mod tests {
         );
 
         let mut n = guarded(Some("t"));
-        n.map(Field::Model, "a, B-internal ");
+        n.map_at(Place::Body, "a, B-internal ");
         assert_eq!(denied(&n), Some("B-internal"), "any part of a list");
 
         let mut n = guarded(Some("t"));
-        n.map(Field::Fallback, "B-internal");
+        n.map_at(Place::Fallback, "B-internal");
         assert_eq!(denied(&n), Some("B-internal"), "fallbacks too");
 
         let mut n = guarded(None);
-        n.map(Field::Model, "A-internal");
+        n.map_at(Place::Body, "A-internal");
         assert_eq!(
             denied(&n),
             Some("A-internal"),
@@ -431,7 +456,7 @@ mod tests {
         );
 
         let mut n = Names::new(m.clone(), None);
-        n.map(Field::Model, "A-internal");
+        n.map_at(Place::Body, "A-internal");
         assert_eq!(denied(&n), None, "guard off");
     }
 }

@@ -9,8 +9,9 @@
 //!   `streamGenerateContent`, `countTokens`) and `/models/{model}:…`.
 //!
 //! Query parameters are read as Starlette reads them (`parse_qsl`, split on `&`,
-//! `unquote_plus`): every `model` and `target_model_names` parameter, in any case and
-//! however its name is encoded (`mod%65l`), on every route. LiteLLM lets `?model=` win
+//! `unquote_plus`): every `model` ([`Place::Query`]) and `target_model_names`
+//! ([`Place::Target`]) parameter, in any case and however its name is encoded
+//! (`mod%65l`), on every route; the path's model is at [`Place::Path`]. LiteLLM lets `?model=` win
 //! over the body on inference routes and reads it on files, batches and realtime routes.
 //!
 //! A mapped name is written back percent-encoded (only unreserved characters, `/` and
@@ -25,6 +26,7 @@
 
 use std::borrow::Cow;
 
+use super::names::{NameMapper, Place};
 use super::py;
 
 const GEMINI_METHODS: [&str; 3] = [":generateContent", ":streamGenerateContent", ":countTokens"];
@@ -132,34 +134,21 @@ fn encode(s: &str, keep: &[u8]) -> String {
     out
 }
 
-/// Which URL place a name came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UrlPlace {
-    Path,
-    /// A `model` query parameter.
-    Query,
-    /// A `target_model_names` query parameter.
-    Target,
-}
-
-/// Whether a decoded query parameter name names models, and which.
-fn query_place(key: &str) -> Option<UrlPlace> {
+/// Whether a decoded query parameter name names models, and where.
+fn query_place(key: &str) -> Option<Place> {
     if key.eq_ignore_ascii_case("model") {
-        Some(UrlPlace::Query)
+        Some(Place::Query)
     } else if key.eq_ignore_ascii_case("target_model_names") {
-        Some(UrlPlace::Target)
+        Some(Place::Target)
     } else {
         None
     }
 }
 
-/// Rewrites the model names in `path_and_query`, if any maps; `map` returns the new
-/// name (and may record what it saw). It is called for the path's model and for every
+/// Rewrites the model names in `path_and_query`, if any maps; `mapper` gives the new
+/// name (and may record what it saw). It is asked for the path's model and for every
 /// model-naming query parameter, in order.
-pub fn rewrite(
-    path_and_query: &str,
-    map: &mut impl FnMut(UrlPlace, &str) -> Option<String>,
-) -> Option<String> {
+pub fn rewrite(path_and_query: &str, mapper: &mut impl NameMapper) -> Option<String> {
     let (path, query) = match path_and_query.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
@@ -167,7 +156,7 @@ pub fn rewrite(
     let decoded = decode_path(path);
     let mut new_path = Cow::Borrowed(path);
     if let Some((start, end)) = model_span(&decoded)
-        && let Some(new) = map(UrlPlace::Path, &decoded[start..end])
+        && let Some(new) = mapper.map_at(Place::Path, &decoded[start..end])
     {
         new_path = Cow::Owned(format!(
             "{}{}{}",
@@ -184,7 +173,7 @@ pub fn rewrite(
             let Some(place) = query_place(&key) else {
                 continue;
             };
-            if let Some(new) = map(place, &value) {
+            if let Some(new) = mapper.map_at(place, &value) {
                 let raw_key = q[range.clone()].split('=').next().unwrap_or_default();
                 rebuilt.push_str(&q[last..range.start]);
                 rebuilt.push_str(raw_key);
@@ -217,7 +206,7 @@ mod tests {
     use super::*;
 
     fn run(uri: &str) -> Option<String> {
-        rewrite(uri, &mut |place, name| match (place, name) {
+        rewrite(uri, &mut |place: Place, name: &str| match (place, name) {
             (_, "gpt-4.1") => Some("model_name_team-abc_1".into()),
             (_, "openrouter/qwen") => Some("team/qwen internal".into()),
             (_, "gemini-pro") => Some("model_name_team-abc_g".into()),
@@ -298,10 +287,11 @@ mod slash_tests {
     #[test]
     fn a_replacement_with_a_slash_stays_one_name() {
         let uri = "/openai/deployments/n%2f%555/chat/completions";
-        let new = rewrite(uri, &mut |_, name| Some(format!("{name}/X"))).expect("mapped");
+        let new =
+            rewrite(uri, &mut |_: Place, name: &str| Some(format!("{name}/X"))).expect("mapped");
         assert_eq!(new, "/openai/deployments/n%2FU5%2FX/chat/completions");
         let mut seen = String::new();
-        rewrite(&new, &mut |_, name| {
+        rewrite(&new, &mut |_: Place, name: &str| {
             seen = name.to_string();
             None
         });
@@ -313,16 +303,16 @@ mod slash_tests {
         let mut seen = Vec::new();
         rewrite(
             "/openai/deployment%73/a%2Cb/chat/completions",
-            &mut |p, name| {
+            &mut |p: Place, name: &str| {
                 seen.push((p, name.to_string()));
                 None
             },
         );
-        assert_eq!(seen, [(UrlPlace::Path, "a,b".to_string())]);
+        assert_eq!(seen, [(Place::Path, "a,b".to_string())]);
         let mut seen = Vec::new();
         rewrite(
             "/v1beta/models/m%3AgenerateContent?Model=x&target_model_names=y",
-            &mut |p, name| {
+            &mut |p: Place, name: &str| {
                 seen.push((p, name.to_string()));
                 None
             },
@@ -330,9 +320,9 @@ mod slash_tests {
         assert_eq!(
             seen,
             [
-                (UrlPlace::Path, "m".to_string()),
-                (UrlPlace::Query, "x".to_string()),
-                (UrlPlace::Target, "y".to_string())
+                (Place::Path, "m".to_string()),
+                (Place::Query, "x".to_string()),
+                (Place::Target, "y".to_string())
             ]
         );
         let runs = segment_runs("/v1beta/models/a/b:generateContent").expect("few");

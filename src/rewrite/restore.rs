@@ -24,7 +24,8 @@ use memchr::{memmem, memrchr};
 
 use super::budget::{Budget, Hold};
 use super::concat;
-use super::json::{Field, JsonRewriter, NameMapper, Profile};
+use super::json::{JsonRewriter, Profile};
+use super::names::{NameMapper, Place};
 use crate::mapping::Mapping;
 
 /// Largest error or model-list body that is buffered for restoring.
@@ -72,9 +73,11 @@ impl Pairs {
     }
 }
 
+/// The response's restorer: a model the response reports ([`Place::Body`], what
+/// [`Profile::Response`] finds) that equals a sent name becomes the requested one.
 impl NameMapper for Pairs {
-    fn map(&mut self, field: Field, name: &str) -> Option<String> {
-        (field == Field::Model)
+    fn map_at(&mut self, place: Place, name: &str) -> Option<String> {
+        (place == Place::Body)
             .then(|| self.requested(name))
             .flatten()
             .map(str::to_string)

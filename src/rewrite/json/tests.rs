@@ -1,9 +1,9 @@
 use super::*;
 
-fn mapper(field: Field, name: &str) -> Option<String> {
-    match (field, name) {
+fn mapper(place: Place, name: &str) -> Option<String> {
+    match (place, name) {
         (_, "gpt-4.1") => Some("model_name_team-abc_1".into()),
-        (Field::Fallback, "backup") => Some("model_name_team-abc_backup".into()),
+        (Place::Fallback, "backup") => Some("model_name_team-abc_backup".into()),
         (_, "quote\"d") => Some("new\\line\n".into()),
         _ => None,
     }
@@ -183,7 +183,7 @@ fn unchanged_chunks_are_not_copied() {
 
 #[test]
 fn response_profile_restores_model_message_model_and_response_model_only() {
-    let restore = |_: Field, name: &str| (name == "internal").then(|| "public".to_string());
+    let restore = |_: Place, name: &str| (name == "internal").then(|| "public".to_string());
     let run = |input: &str| {
         let mut rw = JsonRewriter::with_profile(Profile::Response);
         let mut restore = restore;

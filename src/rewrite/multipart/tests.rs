@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::mapping::Mapping;
+use crate::rewrite::names::Names;
 
 fn names() -> Names {
     let m = Mapping::parse(
