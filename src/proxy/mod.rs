@@ -244,13 +244,15 @@ impl ServerApp for Proxy {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let open = self.open.fetch_add(1, Ordering::AcqRel);
-        self.metrics.connections_open.inc();
-        let slot = Open(self);
         if open >= self.limits.max_connections {
+            // Not counted as open: it is answered and closed at once.
+            self.open.fetch_sub(1, Ordering::AcqRel);
             self.metrics.connections_refused.inc();
             self.answer_raw(stream, &Failure::TooManyConnections).await;
             return None;
         }
+        self.metrics.connections_open.inc();
+        let slot = Open(self);
         self.serve(stream, shutdown.clone()).await;
         drop(slot);
         None
