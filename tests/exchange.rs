@@ -14,70 +14,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::raw::{Conn, End, Peer, RawGateway, chunked, head};
-use common::{FakeGateway, Proxy, Recorded, Reply, Response, key_digest, model_of};
-
-const KEY: &str = "sk-exchange-team-e";
-const OWN: &str = "model_name_team-e_1";
-/// Team f's internal name: the guard refuses it to team e's callers.
-const FOREIGN: &str = "model_name_team-f_1";
-
-fn mapping() -> String {
-    format!(
-        "version: 1\nteams:\n  team-e:\n    models:\n      gpt-4.1: {OWN}\n      gpt-4o-realtime: model_name_team-e_rt\n  team-f:\n    models:\n      gpt-4.1: {FOREIGN}\nkeys:\n  {}: team-e\n",
-        key_digest(KEY)
-    )
-}
-
-fn auth() -> String {
-    format!("Bearer {KEY}")
-}
-
-/// LiteLLM's answer to a chat request: the model it was asked for.
-fn completion(req: &Recorded) -> Vec<u8> {
-    serde_json::json!({"object": "chat.completion", "model": model_of(req)})
-        .to_string()
-        .into_bytes()
-}
-
-/// A raw gateway script that answers every request on the connection like LiteLLM.
-fn serve(mut peer: Peer) {
-    while let Some(req) = peer.read_request() {
-        let body = completion(&req);
-        if peer
-            .respond(200, &[("content-type", "application/json")], &body)
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
-/// A chat request for `model` with a Content-Length, as one buffer.
-fn chat(model: &str, extra: &[(&str, &str)]) -> Vec<u8> {
-    let body = format!(r#"{{"model":"{model}","messages":[]}}"#);
-    let auth = auth();
-    let len = body.len().to_string();
-    let mut headers = vec![
-        ("authorization", auth.as_str()),
-        ("content-type", "application/json"),
-        ("content-length", len.as_str()),
-    ];
-    headers.extend_from_slice(extra);
-    [
-        head("POST", "/v1/chat/completions", &headers).as_bytes(),
-        body.as_bytes(),
-    ]
-    .concat()
-}
-
-/// A JSON chat body of about `size` bytes: `model` first, then one long message.
-fn big_body(model: &str, size: usize) -> Vec<u8> {
-    format!(
-        r#"{{"model":"{model}","messages":[{{"role":"user","content":"{}"}}]}}"#,
-        "x".repeat(size)
-    )
-    .into_bytes()
-}
+use common::team_e::{
+    FOREIGN, OWN, auth, big_body, chat, completion, mapping, serve, still_serves,
+};
+use common::{FakeGateway, Proxy, Recorded, Reply, Response, model_of};
 
 /// The sum of a metric's samples (all label sets), if the metric is there.
 fn metric(proxy: &Proxy, name: &str) -> Option<f64> {
@@ -145,19 +85,6 @@ fn assert_ends(conn: &mut Conn, what: &str) {
     assert!(
         matches!(end, End::Closed | End::Reset),
         "{what}: the connection closes after the answer, got {end:?}"
-    );
-}
-
-/// A normal request on a new connection is answered and rewritten.
-fn still_serves(proxy: &Proxy) {
-    let mut conn = Conn::connect(proxy.addr);
-    conn.write(&chat("gpt-4.1", &[])).expect("write");
-    let (_, resp) = conn.read_final().expect("a normal request is answered");
-    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
-    assert_eq!(
-        resp.json()["model"],
-        "gpt-4.1",
-        "the caller's name restored"
     );
 }
 

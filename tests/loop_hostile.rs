@@ -13,73 +13,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::process::ProxyProcess;
-use common::raw::{Conn, End, Peer, RawGateway, chunked, head};
-use common::{Proxy, Recorded, key_digest, model_of};
-
-const KEY: &str = "sk-loop-hostile-team-e";
-const OWN: &str = "model_name_team-e_1";
-const FOREIGN: &str = "model_name_team-f_1";
-
-fn mapping() -> String {
-    format!(
-        "version: 1\nteams:\n  team-e:\n    models:\n      gpt-4.1: {OWN}\n      gpt-4o-realtime: model_name_team-e_rt\n  team-f:\n    models:\n      gpt-4.1: {FOREIGN}\nkeys:\n  {}: team-e\n",
-        key_digest(KEY)
-    )
-}
-
-fn auth() -> String {
-    format!("Bearer {KEY}")
-}
-
-/// LiteLLM's answer to a chat request: the model it was asked for.
-fn completion(req: &Recorded) -> Vec<u8> {
-    serde_json::json!({"object": "chat.completion", "model": model_of(req)})
-        .to_string()
-        .into_bytes()
-}
-
-/// Answers every request on the connection like LiteLLM, with a Content-Length.
-fn serve(mut peer: Peer) {
-    while let Some(req) = peer.read_request() {
-        let body = completion(&req);
-        if peer
-            .respond(200, &[("content-type", "application/json")], &body)
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
-/// A chat request for `model` with a Content-Length, in `version` (`HTTP/1.1`, ...).
-fn chat_in(version: &str, model: &str, extra: &[(&str, &str)]) -> Vec<u8> {
-    let body = format!(r#"{{"model":"{model}","messages":[]}}"#);
-    let auth = auth();
-    let len = body.len().to_string();
-    let mut headers = vec![
-        ("authorization", auth.as_str()),
-        ("content-type", "application/json"),
-        ("content-length", len.as_str()),
-    ];
-    headers.extend_from_slice(extra);
-    let text = head("POST", "/v1/chat/completions", &headers)
-        .replacen("HTTP/1.1", version, 1)
-        .into_bytes();
-    [text, body.into_bytes()].concat()
-}
-
-fn chat(model: &str, extra: &[(&str, &str)]) -> Vec<u8> {
-    chat_in("HTTP/1.1", model, extra)
-}
-
-/// A JSON chat body of about `size` bytes: `model` first, then one long message.
-fn big_body(model: &str, size: usize) -> Vec<u8> {
-    format!(
-        r#"{{"model":"{model}","messages":[{{"role":"user","content":"{}"}}]}}"#,
-        "x".repeat(size)
-    )
-    .into_bytes()
-}
+use common::raw::{Conn, End, RawGateway, chunked, head};
+use common::team_e::{
+    FOREIGN, OWN, auth, big_body, chat, chat_in, completion, mapping, serve, still_serves,
+};
+use common::{Proxy, model_of};
 
 /// Splits a raw response into its head (lowercased) and its body bytes.
 fn split_response(raw: &[u8]) -> (String, Vec<u8>) {
@@ -126,19 +64,6 @@ fn watch_panics() {
 fn assert_no_proxy_panic(what: &str) {
     let panics = PROXY_PANICS.lock().unwrap_or_else(|e| e.into_inner());
     assert!(panics.is_empty(), "{what}: the proxy panicked: {panics:?}");
-}
-
-/// A normal request on a new connection is answered and rewritten.
-fn still_serves(proxy: &Proxy) {
-    let mut conn = Conn::connect(proxy.addr);
-    conn.write(&chat("gpt-4.1", &[])).expect("write");
-    let (_, resp) = conn.read_final().expect("a normal request is answered");
-    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
-    assert_eq!(
-        resp.json()["model"],
-        "gpt-4.1",
-        "the caller's name restored"
-    );
 }
 
 // ---- framing the gateway could read differently ------------------------------------------

@@ -226,6 +226,17 @@ fn hop_by_hop(headers: &http::HeaderMap, upgrade: bool) -> Vec<http::HeaderName>
     out
 }
 
+/// The value of a head's Content-Length, when it is one number.
+fn length(headers: &http::HeaderMap) -> Option<usize> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Holds a place among the open connections while it lives.
 struct Open<'a>(&'a Proxy);
 

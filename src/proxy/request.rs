@@ -181,14 +181,8 @@ pub fn expects_continue(req: &RequestHeader) -> bool {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
-fn content_length(req: &RequestHeader) -> Option<u64> {
-    req.headers
-        .get(CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+fn content_length(req: &RequestHeader) -> Option<usize> {
+    super::length(&req.headers)
 }
 
 /// How the gateway's HTTP parser could frame this request differently from modelmap,

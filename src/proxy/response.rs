@@ -50,13 +50,7 @@ pub(super) fn content_length(resp: &ResponseHeader) -> Option<usize> {
     if resp.headers.contains_key(TRANSFER_ENCODING) {
         return None;
     }
-    resp.headers
-        .get(CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    super::length(&resp.headers)
 }
 
 /// Which restorer a response needs, if any. Compressed bodies are never touched.

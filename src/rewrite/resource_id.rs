@@ -26,58 +26,45 @@ pub const ID_FIELDS: [&str; 11] = [
     "character_id",
 ];
 
-/// Python's `base64.urlsafe_b64decode` after LiteLLM re-pads the id: characters outside
-/// the alphabet are discarded (Python's non-validating decode), decoding stops at
-/// padding. A superset reading: whatever Python decodes, this decodes too.
-fn b64decode(s: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+/// Python's `base64.urlsafe_b64decode` after LiteLLM re-pads the id, byte by byte:
+/// characters outside the alphabet are discarded (Python's non-validating decode),
+/// decoding stops at padding. A superset reading: whatever Python decodes, this
+/// decodes too.
+fn b64_bytes(s: &str) -> impl Iterator<Item = u8> + '_ {
     let (mut acc, mut bits) = (0u32, 0u32);
-    for b in s.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            b'=' => break,
-            _ => continue,
-        };
-        acc = acc << 6 | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
+    s.bytes()
+        .take_while(|&b| b != b'=')
+        .filter_map(|b| match b {
+            b'A'..=b'Z' => Some(b - b'A'),
+            b'a'..=b'z' => Some(b - b'a' + 26),
+            b'0'..=b'9' => Some(b - b'0' + 52),
+            b'-' | b'+' => Some(62),
+            b'_' | b'/' => Some(63),
+            _ => None,
+        })
+        .filter_map(move |v| {
+            acc = acc << 6 | u32::from(v);
+            bits += 6;
+            (bits >= 8).then(|| {
+                bits -= 8;
+                (acc >> bits) as u8
+            })
+        })
+}
+
+fn b64decode(s: &str) -> Vec<u8> {
+    b64_bytes(s).collect()
 }
 
 /// Whether `b64decode(s)` contains `model`, without decoding into memory: most path
 /// segments and ids the guard reads are nothing of the kind, and this keeps them cheap.
 fn decodes_to_model(s: &str) -> bool {
     const MODEL: u64 = u64::from_be_bytes([0, 0, 0, b'm', b'o', b'd', b'e', b'l']);
-    let (mut acc, mut bits, mut window) = (0u32, 0u32, 0u64);
-    for b in s.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            b'=' => break,
-            _ => continue,
-        };
-        acc = acc << 6 | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            window = (window << 8 | u64::from((acc >> bits) as u8)) & 0xff_ffff_ffff;
-            if window == MODEL {
-                return true;
-            }
-        }
-    }
-    false
+    let mut window = 0u64;
+    b64_bytes(s).any(|b| {
+        window = (window << 8 | u64::from(b)) & 0xff_ffff_ffff;
+        window == MODEL
+    })
 }
 
 /// The text after `marker` up to the next `;`, for every occurrence of `marker`.

@@ -10,6 +10,7 @@ pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod raw;
+pub mod team_e;
 
 pub use client::{Client, Framing, Response};
 pub use gateway::{FakeGateway, Recorded, Reply, model_of};
