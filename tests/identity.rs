@@ -785,6 +785,23 @@ fn no_key_and_no_body_in_the_logs() {
         &[],
         body("gpt-4.1").as_bytes(),
     );
+    // A head Pingora's parser rejects, with the key in it: its error text quotes the head.
+    {
+        use std::io::{Read, Write};
+        let mut raw = std::net::TcpStream::connect(proxy.addr).expect("connect");
+        let head =
+            format!("GET /v1/models HTTP/1.1\r\nAuthorization: Bearer {XYZ}\r\nbad header\r\n\r\n");
+        raw.write_all(head.as_bytes()).expect("write");
+        raw.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut answer = Vec::new();
+        let _ = raw.read_to_end(&mut answer);
+        assert!(
+            answer.starts_with(b"HTTP/1.1 400"),
+            "an unparsable head gets a 400: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
     std::thread::sleep(Duration::from_millis(100));
 
     let logs = logs();

@@ -457,11 +457,12 @@ impl Proxy {
         ctx.failed = failure.is_some() && e.esource() != &pingora::ErrorSource::Downstream;
         match (stage, failure) {
             (Stage::Before, Some(failure)) => {
-                tracing::warn!(error = %e, "request failed");
+                // The kind only: Pingora's error text can quote a head (a key with it).
+                tracing::warn!(error = e.etype().as_str(), side = ?e.esource(), "request failed");
                 down.set_server_keepalive(None);
                 let _ = answer(down, failure.status(), failure.body(&self.upstream_url)).await;
             }
-            _ => tracing::debug!(error = %e, "exchange ended early"),
+            _ => tracing::debug!(error = e.etype().as_str(), "exchange ended early"),
         }
         false
     }

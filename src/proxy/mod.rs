@@ -155,7 +155,8 @@ impl Proxy {
                 Ok(Some(_)) => {}
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::debug!(error = %e, "unparsable request head");
+                    // Not the error text: it quotes the head, credentials included.
+                    tracing::debug!(error = e.etype().as_str(), "unparsable request head");
                     return self
                         .answer_raw(session.into_inner(), &Failure::BadHead)
                         .await;

@@ -70,7 +70,10 @@ impl Gateway {
         match send_on(&mut up, req).await {
             Ok(()) => Ok(up),
             Err(e) if reused && retryable(&e) => {
-                tracing::debug!(error = %e, "pooled gateway connection was dead; retrying once");
+                tracing::debug!(
+                    error = e.etype().as_str(),
+                    "pooled gateway connection was dead; retrying once"
+                );
                 Err(SendError::Retry)
             }
             Err(e) => Err(SendError::Failed(e)),
