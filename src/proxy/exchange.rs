@@ -3,25 +3,23 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{
-    ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING,
-};
-use http::{Method, StatusCode};
-use pingora::http::{RequestHeader, ResponseHeader};
+use http::Method;
+use http::header::{ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use pingora::http::RequestHeader;
 use pingora::protocols::http::v1::client::HttpSession as Upstream;
 use pingora::protocols::http::v1::server::HttpSession;
 use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType, Result};
 use tokio::time::timeout_at;
 
+use super::relay::{is_interim, relay_interim};
 use super::request::{self, RequestBody};
 use super::upstream::{Outgoing, SendError};
-use super::{InFlight, Proxy, access, response, upgrade};
-use crate::error::{Failure, Refusal};
+use super::{InFlight, Proxy, access};
+use crate::error::Refusal;
 use crate::identity::{Caller, TeamSource};
 use crate::rewrite::Names;
 use crate::rewrite::body::WINDOW;
-use crate::rewrite::names::Verdict;
 use crate::rewrite::path::decode_path;
 use crate::route::Family;
 
@@ -50,7 +48,7 @@ pub(super) struct Ctx {
 }
 
 /// How far the response got, when something failed.
-enum Stage {
+pub(super) enum Stage {
     /// Nothing of the response was sent: modelmap can still answer.
     Before,
     /// The response started: the connection can only be closed.
@@ -270,109 +268,7 @@ impl Proxy {
                 Err(e) => return Err(before(e)),
             };
         }
-        // 1xx answers before the final one.
-        while is_interim(&up) {
-            relay_interim(down, &up).await.map_err(before)?;
-            up.read_response().await.map_err(before)?;
-        }
-        let Some(resp) = up.resp_header() else {
-            return Err(before(Error::explain(
-                ErrorType::InvalidHTTPHeader,
-                "no response head",
-            )));
-        };
-        let mut resp = Box::new(resp.clone());
-        let status = resp.status.as_u16();
-        ctx.upstream_status = status;
-        self.metrics.upstream_response(status);
-        if status == 101 {
-            if !upgrade {
-                return Err(before(Error::explain(
-                    ErrorType::InvalidHTTPHeader,
-                    "101 to a request that asked for no upgrade",
-                )));
-            }
-            for name in super::hop_by_hop(&resp.headers, true) {
-                resp.remove_header(&name);
-            }
-            resp.insert_header(CONNECTION, "upgrade").map_err(before)?;
-            down.write_response_header(resp)
-                .await
-                .map_err(|e| (Stage::Started, e.into_down()))?;
-            upgrade::tunnel(down, &mut up).await;
-            return Ok(false);
-        }
-        for name in super::hop_by_hop(&resp.headers, false) {
-            resp.remove_header(&name);
-        }
-        let is_head = down.req_header().method == Method::HEAD;
-        let mut restorer =
-            response::prepare(&mut resp, is_head, ctx, &self.restore_budget).map_err(before)?;
-        let length = response::content_length(&resp);
-        let chunked = resp.headers.contains_key(TRANSFER_ENCODING);
-        if chunked && down.req_header().version < http::Version::HTTP_11 {
-            // An HTTP/1.0 client cannot read chunks: the body ends with the connection.
-            resp.remove_header(&TRANSFER_ENCODING);
-        }
-        let bodiless = is_head || matches!(status, 204 | 304);
-        let close_delimited = !bodiless
-            && length.is_none()
-            && !(chunked && down.req_header().version >= http::Version::HTTP_11);
-        if *shutdown.borrow() || close_delimited {
-            // Draining, or a body that ends with the connection: no further request.
-            down.set_server_keepalive(None);
-        }
-        down.write_response_header(resp)
-            .await
-            .map_err(|e| (Stage::Started, e.into_down()))?;
-        let started = |e| (Stage::Started, e);
-        // The gateway connection goes back to the pool before the client can see the
-        // response's end, so that the client's next request finds it there: the last
-        // piece is written after the release.
-        let last = loop {
-            match restorer.as_mut() {
-                Some(restorer) => {
-                    let piece = up.read_body_bytes().await.map_err(started)?;
-                    let end = piece.is_none() || up.is_body_done();
-                    let out = restorer.feed(piece, end);
-                    if end {
-                        break out;
-                    }
-                    if !out.is_empty() {
-                        down.write_body(&out)
-                            .await
-                            .map_err(|e| started(e.into_down()))?;
-                    }
-                }
-                None => {
-                    let before = up.body_bytes_received();
-                    match up.read_body_ref().await.map_err(started)? {
-                        // With a length, the piece that completes it is the last one.
-                        Some(piece) if length.is_some_and(|n| before + piece.len() >= n) => {
-                            break Bytes::copy_from_slice(piece);
-                        }
-                        Some(piece) => down
-                            .write_body(piece)
-                            .await
-                            .map_err(|e| started(e.into_down()))
-                            .map(drop)?,
-                        None => break Bytes::new(),
-                    }
-                }
-            }
-        };
-        if complete && up.is_body_done() {
-            self.gateway.release(up).await;
-        }
-        if !last.is_empty() {
-            down.write_body(&last)
-                .await
-                .map_err(|e| started(e.into_down()))?;
-        }
-        down.finish_body()
-            .await
-            .map_err(|e| started(e.into_down()))?;
-        Ok(complete && down.is_body_done())
+        self.relay(down, up, ctx, shutdown, upgrade, complete).await
     }
 
     /// Streams the rest of the body upstream, full duplex: if the gateway answers before
@@ -431,72 +327,6 @@ impl Proxy {
             }
         }
     }
-
-    /// Answers a refusal. The body is read and discarded first (within the drain limit)
-    /// so the connection can be kept and closing it cannot reset the answer away; a
-    /// client waiting for `100 Continue`, or a body whose framing is in doubt, gets the
-    /// answer at once and the connection closes.
-    async fn refuse(&self, down: &mut HttpSession, ctx: &mut Ctx, refusal: Refusal) -> bool {
-        let drained =
-            !request::expects_continue(down.req_header()) && refusal.framing_trusted() && {
-                down.set_total_drain_timeout(Some(self.limits.drain_timeout));
-                down.drain_request_body().await.is_ok()
-            };
-        if !drained {
-            down.set_server_keepalive(None);
-        }
-        let sent = answer(down, refusal.status(), refusal.body()).await;
-        ctx.refusal = Some(refusal);
-        sent.is_ok() && drained
-    }
-
-    /// Answers a failure if the response has not started; the connection then closes.
-    async fn fail(&self, down: &mut HttpSession, ctx: &mut Ctx, stage: Stage, e: &Error) -> bool {
-        ctx.error = Some(e.etype().as_str());
-        let failure = Failure::from_pingora(e);
-        ctx.failed = failure.is_some() && e.esource() != &pingora::ErrorSource::Downstream;
-        match (stage, failure) {
-            (Stage::Before, Some(failure)) => {
-                // The kind only: Pingora's error text can quote a head (a key with it).
-                tracing::warn!(error = e.etype().as_str(), side = ?e.esource(), "request failed");
-                down.set_server_keepalive(None);
-                let _ = answer(down, failure.status(), failure.body(&self.upstream_url)).await;
-            }
-            _ => tracing::debug!(error = e.etype().as_str(), "exchange ended early"),
-        }
-        false
-    }
-
-    /// The refusal the names seen so far call for, if any; counted and logged once (the
-    /// name as sent, never the key).
-    fn guard_refusal(&self, ctx: &Ctx) -> Option<Refusal> {
-        let verdict = ctx.names.verdict.clone()?;
-        let key = ctx.caller.key.map(|k| k.short()).unwrap_or_default();
-        let team = ctx.names.team().unwrap_or("-");
-        let refusal = match verdict {
-            Verdict::Denied(requested) => {
-                self.metrics.guard_rejections.inc();
-                tracing::warn!(key, team, requested = %requested, "guard: refusing another team's internal model name");
-                return Some(Refusal::OtherTeamsModel { requested });
-            }
-            Verdict::Invalid(_) => Refusal::InvalidName,
-            Verdict::Unreadable(why) => Refusal::Unreadable(why),
-        };
-        self.count_refusal(&refusal);
-        tracing::warn!(
-            key,
-            team,
-            reason = refusal.reason().unwrap_or_default(),
-            "refusing a request modelmap cannot check"
-        );
-        Some(refusal)
-    }
-
-    fn count_refusal(&self, refusal: &Refusal) {
-        if let Some(reason) = refusal.reason() {
-            self.metrics.unreadable.with_label_values(&[reason]).inc();
-        }
-    }
 }
 
 /// How the body is framed upstream.
@@ -527,39 +357,4 @@ async fn read_piece(
         Err(_) => Error::e_explain(ErrorType::ReadTimedout, "request body deadline")
             .map_err(|e| e.into_down()),
     }
-}
-
-/// Whether the gateway's latest answer is an interim one (1xx), not its final one or a
-/// `101`.
-fn is_interim(up: &Upstream) -> bool {
-    up.resp_header()
-        .is_some_and(|r| r.status.is_informational() && r.status != StatusCode::SWITCHING_PROTOCOLS)
-}
-
-/// Relays the gateway's interim answer to the client: not a `100` (modelmap answers
-/// `Expect` itself), and nothing to an HTTP/1.0 client, which cannot read one (RFC 9110
-/// §15.2: it would take the 1xx for the answer).
-async fn relay_interim(down: &mut HttpSession, up: &Upstream) -> Result<()> {
-    match up.resp_header() {
-        Some(info)
-            if info.status != StatusCode::CONTINUE
-                && down.req_header().version == http::Version::HTTP_11 =>
-        {
-            down.write_response_header(Box::new(info.clone()))
-                .await
-                .map_err(|e| e.into_down())
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Writes a whole JSON answer of modelmap's own.
-async fn answer(down: &mut HttpSession, status: u16, body: Bytes) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(3))?;
-    resp.insert_header(CONTENT_TYPE, "application/json")?;
-    resp.insert_header(CONTENT_LENGTH, body.len())?;
-    down.write_response_header(Box::new(resp)).await?;
-    down.write_body(&body).await?;
-    down.finish_body().await?;
-    Ok(())
 }

@@ -9,26 +9,29 @@
 //! │            within --head-timeout and MAX_HEAD (head.rs: 408 / 431); then parsed by
 //! │            pingora-core's session
 //! ├─ decide    framing → snapshot → identity (may await /key/info) → URL, header and
-//! │            body places mapped and checked (request.rs); a refusal from the head
-//! │            is answered here: nothing goes upstream
+//! │            body places mapped and checked (exchange.rs, request.rs); a refusal
+//! │            from the head is answered here (refuse.rs): nothing goes upstream
 //! ├─ body      read and rewritten up to the whole-body window (64 KiB of input) or
 //! │            its end, before connecting; a refusal here also sends nothing upstream
 //! ├─ upstream  connect or reuse (upstream.rs; a dead pooled connection is retried once);
 //! │            the head (Content-Length when the body is whole, else chunked) and the
 //! │            held body; a longer body streams on, full duplex: an early answer from
 //! │            the gateway ends the upload and is relayed
-//! ├─ response  1xx forwarded; names restored in headers and body (response.rs);
-//! │            101 turns the connection into a tunnel both ways (upgrade.rs)
+//! ├─ response  1xx forwarded; names restored in headers and body (relay.rs,
+//! │            response.rs); 101 turns the connection into a tunnel (upgrade.rs)
 //! └─ done      access line and metrics (access.rs); both connections kept alive when
 //!              their exchanges ended cleanly; the next pipelined head may already be
 //!              in the buffer
 //! ```
 //!
-//! Everything modelmap answers on its own (refusals, failures) is in `crate::error`.
+//! What modelmap answers on its own (refusals, failures) is defined in `crate::error`
+//! and written by `refuse.rs`.
 
 mod access;
 mod exchange;
 mod head;
+mod refuse;
+mod relay;
 mod request;
 mod response;
 mod upgrade;
