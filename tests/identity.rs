@@ -760,6 +760,36 @@ fn on_the_wire_a_refused_body_never_leaves_modelmap() {
 // ---- logs and explain -----------------------------------------------------------------
 
 #[test]
+fn a_request_refused_for_its_framing_asks_the_gateway_nothing() {
+    use std::io::{Read, Write};
+    let gw = gateway();
+    let proxy = start(&gw, &mapping(), &[]);
+    let mut raw = std::net::TcpStream::connect(proxy.addr).expect("connect");
+    let body = body("gpt-4.1");
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {XYZ}\r\ncontent-length: {0},{0}\r\n\r\n",
+        body.len()
+    );
+    raw.write_all(head.as_bytes()).expect("write");
+    raw.write_all(body.as_bytes()).expect("write");
+    raw.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    let _ = raw.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("bad_framing"),
+        "{answer}"
+    );
+    assert_eq!(
+        key_info_calls(&gw),
+        0,
+        "no /key/info lookup for a request refused before it could be read"
+    );
+    assert!(chat_requests(&gw).is_empty(), "nothing reached the gateway");
+}
+
+#[test]
 fn no_key_and_no_body_in_the_logs() {
     let gw = gateway();
     let proxy = start(&gw, &mapping(), &[]);

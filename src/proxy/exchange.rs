@@ -85,12 +85,6 @@ impl Proxy {
         let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
         // Routes are matched on the path as the gateway's server decodes it.
         let path = decode_path(req.uri.path());
-        let mut caller = self
-            .identity
-            .identify(&snapshot, &req.headers, path_and_query)
-            .await;
-        let team = caller.team.take();
-        let mut names = Names::new(snapshot, team).guarded(self.limits.guard);
         let mut framing = request::framing(req.version, &req.headers);
         if framing.is_none()
             && req.headers.contains_key(TRANSFER_ENCODING)
@@ -100,6 +94,21 @@ impl Proxy {
             // only the raw head still shows the pair.
             framing = Some("the request has both Content-Length and Transfer-Encoding");
         }
+        // A request refused for its framing asks the gateway nothing, /key/info included.
+        let mut caller = match framing {
+            Some(_) => Caller {
+                key: None,
+                team: None,
+                source: TeamSource::Unknown,
+            },
+            None => {
+                self.identity
+                    .identify(&snapshot, &req.headers, path_and_query)
+                    .await
+            }
+        };
+        let team = caller.team.take();
+        let mut names = Names::new(snapshot, team).guarded(self.limits.guard);
         let (mut uri, mut model_header, mut body) = (None, None, None);
         if framing.is_none() {
             request::check_url(&path, path_and_query, &mut names);
