@@ -109,6 +109,11 @@ impl Identity {
         }
     }
 
+    /// Whether a failed lookup refuses the request (`--identity-fail-closed`).
+    pub fn fails_closed(&self) -> bool {
+        self.fail_closed
+    }
+
     /// The header to remove before forwarding, if any.
     pub fn trusted_header(&self) -> Option<&HeaderName> {
         self.trusted_header.as_ref()

@@ -47,6 +47,17 @@ pub(super) struct Ctx {
     _in_flight: InFlight,
 }
 
+impl Ctx {
+    /// One piece of the client's body through its rewriter (as it is when there is
+    /// none); returns what may go upstream now.
+    fn feed(&mut self, piece: Option<Bytes>, end: bool) -> Bytes {
+        match self.body.as_mut() {
+            Some(rw) => rw.feed(piece, end, &mut self.names),
+            None => piece.unwrap_or_default(),
+        }
+    }
+}
+
 /// How far the response got, when something failed.
 pub(super) enum Stage {
     /// Nothing of the response was sent: modelmap can still answer.
@@ -65,7 +76,7 @@ impl Proxy {
         in_flight: InFlight,
     ) -> bool {
         let mut ctx = self.decide(down, in_flight).await;
-        let reusable = match ctx.refusal.clone() {
+        let reusable = match ctx.refusal.take() {
             Some(refusal) => self.refuse(down, &mut ctx, refusal).await,
             None => match self.forward(down, &mut ctx, shutdown).await {
                 Ok(reusable) => reusable,
@@ -85,15 +96,7 @@ impl Proxy {
         let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
         // Routes are matched on the path as the gateway's server decodes it.
         let path = decode_path(req.uri.path());
-        let mut framing = request::framing(req.version, &req.headers);
-        if framing.is_none()
-            && req.headers.contains_key(TRANSFER_ENCODING)
-            && request::names_content_length(&down.get_headers_raw_bytes())
-        {
-            // Pingora's session drops a Content-Length sent beside Transfer-Encoding, so
-            // only the raw head still shows the pair.
-            framing = Some("the request has both Content-Length and Transfer-Encoding");
-        }
+        let framing = request::framing(req.version, &req.headers, &down.get_headers_raw_bytes());
         // A request refused for its framing asks the gateway nothing, /key/info included.
         let mut caller = match framing {
             Some(_) => Caller {
@@ -108,7 +111,7 @@ impl Proxy {
             }
         };
         let team = caller.team.take();
-        let mut names = Names::new(snapshot, team).guarded(self.limits.guard);
+        let mut names = Names::new(snapshot, team).guarded(self.settings.guard);
         let (mut uri, mut model_header, mut body) = (None, None, None);
         if framing.is_none() {
             request::check_url(&path, path_and_query, &mut names);
@@ -135,8 +138,7 @@ impl Proxy {
             let refusal = Refusal::Framing(why);
             self.count_refusal(&refusal);
             Some(refusal)
-        } else if ctx.caller.source == TeamSource::LookupFailed && self.limits.identity_fail_closed
-        {
+        } else if ctx.caller.source == TeamSource::LookupFailed && self.identity.fails_closed() {
             Some(Refusal::IdentityUnavailable)
         } else {
             self.guard_refusal(&ctx)
@@ -152,10 +154,10 @@ impl Proxy {
         down: &HttpSession,
         ctx: &Ctx,
         framing: Framing,
+        upgrade: bool,
     ) -> Result<Box<RequestHeader>> {
         let mut head = Box::new(down.req_header().clone());
         let (uri, model_header) = (ctx.uri.as_deref(), ctx.model_header.as_ref());
-        let upgrade = request::is_websocket(down.req_header());
         for name in super::hop_by_hop(&head.headers, upgrade) {
             head.remove_header(&name);
         }
@@ -214,7 +216,8 @@ impl Proxy {
                 .await
                 .map_err(|e| before(e.into_down()))?;
         }
-        let deadline = tokio::time::Instant::from_std(ctx.start + self.limits.client_body_timeout);
+        let deadline =
+            tokio::time::Instant::from_std(ctx.start + self.settings.client_body_timeout);
         // The body up to the whole-body window, rewritten, before anything goes upstream.
         let mut held = Vec::new();
         let mut done = !has_body;
@@ -223,10 +226,7 @@ impl Proxy {
             let piece = read_piece(down, deadline).await.map_err(before)?;
             read += piece.as_ref().map_or(0, Bytes::len);
             done = piece.is_none() || down.is_body_done();
-            let out = match ctx.body.as_mut() {
-                Some(rw) => rw.feed(piece, done, &mut ctx.names),
-                None => piece.unwrap_or_default(),
-            };
+            let out = ctx.feed(piece, done);
             if !out.is_empty() {
                 held.push(out);
             }
@@ -250,12 +250,16 @@ impl Proxy {
         // The client is not watched while the gateway works: a client that half-closes
         // after its request still gets the answer; one that went away is noticed when
         // the answer is written (and a stream's gateway connection then closes).
-        let head = self.upstream_head(down, ctx, framing).map_err(before)?;
+        let head = self
+            .upstream_head(down, ctx, framing, upgrade)
+            .map_err(before)?;
         let mut up = match self.gateway.send(outgoing(head)).await {
             Ok(up) => up,
             Err(SendError::Failed(e)) => return Err(before(e)),
             Err(SendError::Retry) => {
-                let head = self.upstream_head(down, ctx, framing).map_err(before)?;
+                let head = self
+                    .upstream_head(down, ctx, framing, upgrade)
+                    .map_err(before)?;
                 self.gateway
                     .send_fresh(outgoing(head))
                     .await
@@ -304,10 +308,7 @@ impl Proxy {
                 piece = read_piece(down, deadline) => {
                     let piece = piece?;
                     let end = piece.is_none() || down.is_body_done();
-                    let out = match ctx.body.as_mut() {
-                        Some(rw) => rw.feed(piece, end, &mut ctx.names),
-                        None => piece.unwrap_or_default(),
-                    };
+                    let out = ctx.feed(piece, end);
                     if let Some(refusal) = self.guard_refusal(ctx) {
                         return Ok(Streamed::Refused(refusal));
                     }

@@ -49,7 +49,7 @@ use pingora::protocols::http::v1::server::HttpSession;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncWriteExt;
 
-use crate::config::Settings;
+use crate::config::{ProxySettings, Settings};
 use crate::error::{Failure, raw_response};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
@@ -61,7 +61,7 @@ use upstream::Gateway;
 
 /// The proxy's shared state: one per server, read by every connection.
 pub struct Proxy {
-    limits: Limits,
+    settings: ProxySettings,
     upstream_url: String,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
@@ -71,19 +71,6 @@ pub struct Proxy {
     open: AtomicUsize,
     /// Shared by every body held for restoring.
     restore_budget: Budget,
-}
-
-/// The settings the loop reads on every request, taken out of [`Settings`] once.
-struct Limits {
-    guard: bool,
-    identity_fail_closed: bool,
-    head_timeout: Duration,
-    keepalive_timeout: Duration,
-    client_read_timeout: Duration,
-    client_body_timeout: Duration,
-    /// Longest wait for a refused request's body to be read and discarded.
-    drain_timeout: Duration,
-    max_connections: usize,
 }
 
 /// Longest time spent reading and discarding a refused request's body before answering.
@@ -104,16 +91,7 @@ impl Proxy {
             metrics.restore_over_budget.clone(),
         );
         Proxy {
-            limits: Limits {
-                guard: args.guard,
-                identity_fail_closed: settings.identity.fail_closed,
-                head_timeout: args.head_timeout,
-                keepalive_timeout: args.keepalive_timeout,
-                client_read_timeout: args.client_read_timeout,
-                client_body_timeout: args.client_body_timeout,
-                drain_timeout: args.read_timeout.min(DRAIN_LIMIT),
-                max_connections: args.max_connections,
-            },
+            settings: args.clone(),
             upstream_url: settings.upstream.url.clone(),
             gateway: Gateway::new(
                 settings.upstream.addr,
@@ -134,17 +112,14 @@ impl Proxy {
     async fn serve(&self, mut stream: Stream, mut shutdown: ShutdownWatch) {
         let mut prefix = BytesMut::new();
         // A new connection waits for its first byte as long as a kept-alive one.
-        let idle = self.limits.keepalive_timeout;
+        let idle = self.settings.keepalive_timeout;
         loop {
-            if *shutdown.borrow() && prefix.is_empty() {
-                return;
-            }
             if !head::first_byte(&mut stream, &mut prefix, idle, &mut shutdown).await {
                 return;
             }
             // From its first byte a request is in flight: a drain waits for it.
             let in_flight = InFlight::new(&self.in_flight, &self.metrics.in_flight);
-            let buf = match head::read(&mut stream, prefix, self.limits.head_timeout).await {
+            let buf = match head::read(&mut stream, prefix, self.settings.head_timeout).await {
                 head::Head::Ready(buf) => buf,
                 head::Head::Gone => return,
                 head::Head::Failed(failure) => return self.answer_raw(stream, &failure).await,
@@ -152,7 +127,7 @@ impl Proxy {
             let mut session = HttpSession::new(stream);
             session.set_pipelining_enabled(true);
             session.set_pipelined_prefix(buf);
-            session.set_read_timeout(Some(self.limits.client_read_timeout));
+            session.set_read_timeout(Some(self.settings.client_read_timeout));
             // The whole head is in the buffer: parsing it reads nothing more.
             match session.read_request().await {
                 Ok(Some(_)) => {}
@@ -259,7 +234,7 @@ impl ServerApp for Proxy {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let open = self.open.fetch_add(1, Ordering::AcqRel);
-        if open >= self.limits.max_connections {
+        if open >= self.settings.max_connections {
             // Not counted as open: it is answered and closed at once.
             self.open.fetch_sub(1, Ordering::AcqRel);
             self.metrics.connections_refused.inc();

@@ -9,9 +9,9 @@ use pingora::Result;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::v1::server::HttpSession;
 
-use super::Proxy;
 use super::exchange::{Ctx, Stage};
 use super::request;
+use super::{DRAIN_LIMIT, Proxy};
 use crate::error::{Failure, Refusal};
 use crate::rewrite::names::Verdict;
 
@@ -28,7 +28,7 @@ impl Proxy {
     ) -> bool {
         let drained =
             !request::expects_continue(down.req_header()) && refusal.framing_trusted() && {
-                down.set_total_drain_timeout(Some(self.limits.drain_timeout));
+                down.set_total_drain_timeout(Some(self.settings.read_timeout.min(DRAIN_LIMIT)));
                 down.drain_request_body().await.is_ok()
             };
         if !drained {

@@ -21,9 +21,9 @@ use pingora::{ErrorType, Result};
 /// The gateway: where to connect, how long to wait, and the pool of idle connections.
 pub(super) struct Gateway {
     transport: TransportConnector,
+    /// Where, and the connect and pool-idle timeouts.
     peer: HttpPeer,
     read_timeout: Duration,
-    idle_timeout: Duration,
 }
 
 /// A request ready to go upstream: its head and the body bytes held so far.
@@ -52,13 +52,11 @@ impl Gateway {
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(connect_timeout);
         peer.options.total_connection_timeout = Some(connect_timeout);
-        peer.options.read_timeout = Some(read_timeout);
         peer.options.idle_timeout = Some(idle_timeout);
         Gateway {
             transport: TransportConnector::new(None),
             peer,
             read_timeout,
-            idle_timeout,
         }
     }
 
@@ -106,7 +104,7 @@ impl Gateway {
         up.respect_keepalive();
         if let Some(stream) = up.reuse().await {
             self.transport
-                .release_stream(stream, self.peer.reuse_hash(), Some(self.idle_timeout));
+                .release_stream(stream, self.peer.reuse_hash(), self.peer.idle_timeout());
         }
     }
 }
