@@ -394,11 +394,6 @@ pub(crate) struct DiscoverySettings {
 }
 
 impl Settings {
-    /// The address the proxy listens on.
-    pub fn listen(&self) -> SocketAddr {
-        self.listen
-    }
-
     /// How long a SIGTERM drain may take.
     pub fn shutdown_timeout(&self) -> Duration {
         self.shutdown_timeout

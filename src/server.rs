@@ -1,6 +1,7 @@
-//! Assembles the Pingora server: the proxy loop (`proxy`, a pingora-core `ServerApp`), the admin server, the mapping watcher and
-//! discovery (when configured), sharing one store and one metrics registry. `main` runs
-//! it until a signal; tests run it on a thread and stop it through [`Running`].
+//! Assembles the Pingora server: the proxy loop (`proxy`, a pingora-core `ServerApp`),
+//! the admin server, the mapping watcher and discovery (when configured), sharing one
+//! store and one metrics registry. `main` runs it until a signal; tests run it on a
+//! thread and stop it through [`Running`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
